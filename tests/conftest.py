@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.env.cluster import Cluster
 from tests.env.postgres import PostgresServer
+from tests.env.prometheus import PrometheusServer
 from tests.env.processes import reap_strays
 
 
@@ -41,3 +43,31 @@ def database_url(postgres: PostgresServer, request: pytest.FixtureRequest) -> It
     url = postgres.create_database(name)
     yield url
     postgres.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def cluster(session_dir: Path) -> Iterator[Cluster]:
+    """The real control plane (etcd, apiserver, controller-manager, scheduler, kwok)."""
+    control_plane = Cluster(session_dir / "cluster")
+    control_plane.start()
+    yield control_plane
+    control_plane.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus(session_dir: Path) -> Iterator[PrometheusServer]:
+    """One real Prometheus for the whole session, scraping test targets every second."""
+    server = PrometheusServer(session_dir / "prometheus")
+    server.start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards."""
+    name = "t-" + re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    name = f"{name}-{uuid.uuid4().hex[:5]}"
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -31,16 +31,18 @@ def seconds(duration: str) -> float:
 
 
 def now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
+    return datetime.now(UTC)
 
 
 def timestamp(moment: datetime | None = None) -> str:
-    """RFC 3339 time as Kubernetes writes it."""
-    return (moment or now()).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 time with milliseconds (step and analysis timing needs sub-second precision)."""
+    moment = moment or now()
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def parse_timestamp(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    """Parse RFC 3339 times with or without fractional seconds."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
 
 class Model(BaseModel):
@@ -58,10 +60,16 @@ class Model(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
+class StatusModel(Model):
+    """Base of status models: tolerant of fields written by other versions of the operator."""
+
+    model_config = Model.model_config | {"extra": "ignore"}
+
+
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 
-class Condition(Model):
+class Condition(StatusModel):
     """A kstatus-style condition (`Ready`, `Reconciling`, `Stalled`, `Degraded`)."""
 
     type: str = Field(description="Condition type: Ready, Reconciling, Stalled or Degraded.")
@@ -74,6 +82,15 @@ class Condition(Model):
     observed_generation: int | None = Field(
         default=None, description="The metadata.generation this condition was computed from."
     )
+
+
+class RequestRecord(StatusModel):
+    """The last manual request handled (from the lockstep.dev/request annotation)."""
+
+    id: str = Field(description="Request id.")
+    action: str = Field(description="The action requested.")
+    outcome: str = Field(description="What the operator did with it.")
+    at: str = Field(description="When it was handled.")
 
 
 class LabelSelectorRequirement(Model):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .base import ConfigMapRef, Condition, Duration, Model, SecretKeyRef
+from .base import Condition, ConfigMapRef, Duration, Model, RequestRecord, SecretKeyRef, StatusModel
 
 MigrationPhase = Literal["expand", "contract"]
 BackupPolicy = Literal["auto", "always", "never"]
@@ -42,7 +42,9 @@ class InlineMigration(Model):
         "(20260101120000) or zero-padded numbers.",
     )
     name: str = Field(
-        min_length=1, max_length=128, pattern=r"^[0-9A-Za-z_.-]+$",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[0-9A-Za-z_.-]+$",
         description="Short name of the migration (add_users_email).",
     )
     up: str = Field(min_length=1, description="The SQL that applies the migration.")
@@ -85,9 +87,7 @@ class MigrationSource(Model):
 class LintPolicy(Model):
     """Per-rule configuration of the migration lint."""
 
-    errors: list[str] = Field(
-        default_factory=list, description="Rule ids raised to error level."
-    )
+    errors: list[str] = Field(default_factory=list, description="Rule ids raised to error level.")
     warnings: list[str] = Field(
         default_factory=list, description="Rule ids lowered to warning level."
     )
@@ -107,7 +107,9 @@ class MigrationPolicy(Model):
         default="10m", description="statement_timeout for every migration statement."
     )
     lock_timeout_retries: int = Field(
-        default=10, ge=0, le=1000,
+        default=10,
+        ge=0,
+        le=1000,
         description="How many times a migration that hit lock_timeout is retried.",
     )
     retry_backoff: Duration = Field(
@@ -209,7 +211,7 @@ class DatabaseMigrationSpec(Model):
 # ---------------------------------------------------------------------------------- status
 
 
-class FindingStatus(Model):
+class FindingStatus(StatusModel):
     """One lint finding."""
 
     rule: str = Field(description="Stable rule id.")
@@ -221,7 +223,7 @@ class FindingStatus(Model):
     help: str = Field(default="", description="The safe alternative.")
 
 
-class LintStatus(Model):
+class LintStatus(StatusModel):
     """Summary of the last lint."""
 
     errors: int = Field(default=0, description="Error-level findings.")
@@ -231,7 +233,7 @@ class LintStatus(Model):
     )
 
 
-class PlannedStatement(Model):
+class PlannedStatement(StatusModel):
     """One statement of a planned migration."""
 
     summary: str = Field(description="The statement, shortened.")
@@ -243,19 +245,17 @@ class PlannedStatement(Model):
     )
 
 
-class PlannedMigration(Model):
+class PlannedMigration(StatusModel):
     """One pending migration in the plan."""
 
     version: str = Field(description="Version.")
     name: str = Field(description="Name.")
     phase: MigrationPhase = Field(description="expand or contract.")
     direction: Literal["up", "down"] = Field(default="up", description="up or down.")
-    statements: list[PlannedStatement] = Field(
-        default_factory=list, description="Its statements."
-    )
+    statements: list[PlannedStatement] = Field(default_factory=list, description="Its statements.")
 
 
-class PlanStatus(Model):
+class PlanStatus(StatusModel):
     """What an apply would do."""
 
     current_version: str | None = Field(default=None, description="Version in the ledger.")
@@ -266,20 +266,18 @@ class PlanStatus(Model):
     )
 
 
-class BackupRecord(Model):
+class BackupRecord(StatusModel):
     """A backup taken by a Job."""
 
     name: str = Field(description="Name of the backup (and of its Job).")
     path: str = Field(default="", description="Path of the dump inside the volume.")
     size_bytes: int = Field(default=0, description="Size of the dump.")
     sha256: str = Field(default="", description="SHA-256 of the dump.")
-    database_version: str | None = Field(
-        default=None, description="Schema version the dump holds."
-    )
+    database_version: str | None = Field(default=None, description="Schema version the dump holds.")
     completed_at: str | None = Field(default=None, description="When it finished.")
 
 
-class MigrationError(Model):
+class MigrationError(StatusModel):
     """The statement that failed."""
 
     version: str = Field(description="Version of the failing migration.")
@@ -288,7 +286,7 @@ class MigrationError(Model):
     message: str = Field(description="The error message.")
 
 
-class AppliedRecord(Model):
+class AppliedRecord(StatusModel):
     """A migration applied by the operator."""
 
     version: str = Field(description="Version.")
@@ -300,16 +298,7 @@ class AppliedRecord(Model):
     attempts: int = Field(default=1, description="Tries, counting lock-timeout retries.")
 
 
-class RequestRecord(Model):
-    """The last manual request handled (from the lockstep.dev/request annotation)."""
-
-    id: str = Field(description="Request id.")
-    action: str = Field(description="The action requested.")
-    outcome: str = Field(description="What the operator did with it.")
-    at: str = Field(description="When it was handled.")
-
-
-class DatabaseMigrationStatus(Model):
+class DatabaseMigrationStatus(StatusModel):
     """Observed state of a DatabaseMigration."""
 
     observed_generation: int | None = Field(

@@ -1,0 +1,202 @@
+"""The one module that writes to Kubernetes (reads come from kopf's watch-fed indexes).
+
+Everything here is a small, idempotent call: server-side apply with our field manager for
+objects we own (colour Deployments) and for the one field we own on user objects (a Service's
+selector), plain creates for Jobs (an existing Job counts as created), merge patches of our
+status, and Events. Messages pass through `redact` on their way out.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from . import API_VERSION, GROUP, VERSION
+from .api.base import timestamp
+from .redact import redact
+
+FIELD_MANAGER = "lockstep"
+APPLY = "application/apply-patch+yaml"
+MERGE = "application/merge-patch+json"
+log = logging.getLogger(__name__)
+
+
+class NotFound(Exception):
+    """The object does not exist."""
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """Enough of an object to own children and post Events about it."""
+
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    api_version: str = API_VERSION
+
+    def owner_reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+def load_api_client(pool_size: int = 32) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = pool_size
+    return client.ApiClient(configuration)
+
+
+class Kube:
+    """Kubernetes writes (and the few reads that are not worth an index)."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.batch = client.BatchV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    # ------------------------------------------------------------------ our objects
+
+    def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge-patch our status subresource (keys set to None are removed)."""
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, plural, name, {"status": status}, _content_type=MERGE
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise NotFound(f"{plural}/{name}") from None
+            raise
+
+    def annotate(
+        self, plural: str, namespace: str, name: str, annotations: dict[str, str | None]
+    ) -> None:
+        body = {"metadata": {"annotations": annotations}}
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, name, body, _content_type=MERGE
+        )
+
+    def event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
+        """Post a core/v1 Event about `ref` (never raises: Events are best effort)."""
+        now = timestamp()
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{ref.name}.", "namespace": ref.namespace},
+            "involvedObject": {
+                "apiVersion": ref.api_version,
+                "kind": ref.kind,
+                "name": ref.name,
+                "namespace": ref.namespace,
+                "uid": ref.uid,
+            },
+            "type": type_,
+            "reason": reason,
+            "message": redact(message)[:1024],
+            "source": {"component": "lockstep"},
+            "reportingComponent": "lockstep.dev/operator",
+            "reportingInstance": "lockstep",
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self.core.create_namespaced_event(ref.namespace, body)
+        except ApiException as exc:
+            log.warning("Posting event %s on %s/%s failed: %s", reason, ref.namespace, ref.name, exc.reason)
+
+    # ------------------------------------------------------------------ children
+
+    def apply(self, body: dict[str, Any]) -> None:
+        """Server-side apply an apps/v1 Deployment or a v1 Service fragment we own fields of."""
+        kind, namespace, name = body["kind"], body["metadata"]["namespace"], body["metadata"]["name"]
+        if kind == "Deployment":
+            self.apps.patch_namespaced_deployment(
+                name, namespace, body, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
+            )
+        elif kind == "Service":
+            self.core.patch_namespaced_service(
+                name, namespace, body, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
+            )
+        else:
+            raise ValueError(f"cannot apply {kind}")
+
+    def scale(self, namespace: str, name: str, replicas: int) -> None:
+        try:
+            self.apps.patch_namespaced_deployment_scale(
+                name, namespace, {"spec": {"replicas": replicas}}, _content_type=MERGE
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def create_job(self, body: dict[str, Any]) -> bool:
+        """Create a Job; False when it already exists (created by an earlier run)."""
+        try:
+            self.batch.create_namespaced_job(body["metadata"]["namespace"], body)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        try:
+            self.batch.delete_namespaced_job(
+                name, namespace, body={"propagationPolicy": "Background"}
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def job_termination_message(self, namespace: str, job: str) -> str | None:
+        """The termination message of the (last) pod of a Job."""
+        pods = self.core.list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
+        pods.sort(key=lambda p: p.metadata.creation_timestamp or "")
+        for pod in reversed(pods):
+            for status in pod.status.container_statuses or []:
+                terminated = status.state.terminated if status.state else None
+                if terminated is not None and terminated.message:
+                    return str(terminated.message)
+        return None
+
+    # ------------------------------------------------------------------ reads
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str:
+        import base64
+
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise NotFound(f"Secret {name} not found in namespace {namespace}") from None
+            raise
+        data = secret.data or {}
+        if key not in data:
+            raise NotFound(f"Secret {name} has no key {key!r}")
+        return base64.b64decode(data[key]).decode()
+
+    def configmap_data(self, namespace: str, name: str) -> dict[str, str]:
+        try:
+            configmap = self.core.read_namespaced_config_map(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise NotFound(f"ConfigMap {name} not found in namespace {namespace}") from None
+            raise
+        return dict(configmap.data or {})

@@ -1,0 +1,294 @@
+"""The kopf operator: settings, watch-fed indexes, and one daemon per object.
+
+Each FeatureRelease and DatabaseMigration gets a daemon that looks at the object, decides and
+acts (in a worker thread), then waits until either something it depends on changes (an index
+update or a change of the object wakes it) or the delay its decision asked for passes. The
+world is read from kopf indexes fed by watches, so an idle operator makes no API requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import os
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from . import GROUP, VERSION, metrics
+from .api.base import now as utcnow
+from .kube import Kube, load_api_client
+from .redact import install_log_redaction
+from .release import reconcile as release_reconcile
+from .release.world import (
+    COLOR_LABEL,
+    RELEASE_LABEL,
+    REVISION_LABEL,
+    DeploymentView,
+    JobView,
+    MigrationView,
+    ServiceView,
+    World,
+)
+
+log = logging.getLogger("lockstep.operator")
+MANAGED = {"app.kubernetes.io/managed-by": "lockstep"}
+MIGRATION_LABEL = "lockstep.dev/migration"
+FINALIZER = "lockstep.dev/finalizer"
+
+
+class Wakers:
+    """One asyncio.Event per object, set when something the object depends on changes."""
+
+    def __init__(self) -> None:
+        self._events: dict[tuple[str, str, str], asyncio.Event] = {}
+        # Who depends on what: (namespace, service or migration name) -> release names.
+        self.service_users: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.migration_users: dict[tuple[str, str], set[str]] = defaultdict(set)
+
+    def event(self, kind: str, namespace: str, name: str) -> asyncio.Event:
+        return self._events.setdefault((kind, namespace, name), asyncio.Event())
+
+    def wake(self, kind: str, namespace: str, name: str | None) -> None:
+        if name and (kind, namespace, name) in self._events:
+            self._events[(kind, namespace, name)].set()
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        self._events.pop((kind, namespace, name), None)
+
+    async def sleep(self, kind: str, namespace: str, name: str, delay: float) -> None:
+        event = self.event(kind, namespace, name)
+        try:
+            await asyncio.wait_for(event.wait(), timeout=delay)
+        except TimeoutError:
+            pass
+        event.clear()
+
+
+# ---------------------------------------------------------------------------- startup
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # We post our own Events (redacted, one per transition); kopf's would repeat log lines.
+    settings.posting.enabled = False
+    # No CRD/namespace scanning: the RBAC stays minimal and the resources are known.
+    settings.scanning.disabled = True
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.inactivity_timeout = 600
+    settings.networking.request_timeout = 60
+    workers = int(os.environ.get("LOCKSTEP_WORKERS", "32"))
+    settings.execution.max_workers = workers
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lockstep")
+    )
+    memo.kube = Kube(load_api_client(pool_size=workers))
+    memo.wakers = Wakers()
+    install_log_redaction()
+    port = int(os.environ.get("LOCKSTEP_METRICS_PORT", "8080"))
+    if port:
+        start_http_server(port, addr=os.environ.get("LOCKSTEP_METRICS_ADDRESS", "0.0.0.0"))
+        log.info("Serving metrics on port %d", port)
+
+
+# ---------------------------------------------------------------------------- indexes
+
+
+def _int(value: Any) -> int:
+    return int(value or 0)
+
+
+@kopf.index("apps", "v1", "deployments", labels=MANAGED)
+async def release_deployments(
+    namespace: str, labels: dict[str, str], spec: Any, status: Any, meta: Any, memo: kopf.Memo,
+    **_: Any,
+) -> dict[Any, DeploymentView] | None:
+    release, color = labels.get(RELEASE_LABEL), labels.get(COLOR_LABEL)
+    if not release or color not in ("blue", "green"):
+        return None
+    template_labels = (spec.get("template", {}).get("metadata", {}) or {}).get("labels", {}) or {}
+    view = DeploymentView(
+        color=color,  # type: ignore[arg-type]
+        revision=template_labels.get(REVISION_LABEL),
+        replicas=_int(spec.get("replicas", 1)),
+        updated=_int(status.get("updatedReplicas")),
+        ready=_int(status.get("readyReplicas")),
+        available=_int(status.get("availableReplicas")),
+        current=_int(status.get("observedGeneration")) >= _int(meta.get("generation")),
+    )
+    memo.wakers.wake("FeatureRelease", namespace, release)
+    return {(namespace, release): view}
+
+
+@kopf.index("batch", "v1", "jobs", labels=MANAGED)
+async def lockstep_jobs(
+    namespace: str, name: str, labels: dict[str, str], status: Any, memo: kopf.Memo, **_: Any
+) -> dict[Any, JobView] | None:
+    phase, message = "Running", ""
+    for condition in status.get("conditions") or []:
+        if condition.get("status") != "True":
+            continue
+        if condition.get("type") == "Complete":
+            phase = "Succeeded"
+        elif condition.get("type") == "Failed":
+            phase = "Failed"
+            message = condition.get("message") or condition.get("reason") or "the Job failed"
+    view = JobView(name=name, phase=phase, message=message)  # type: ignore[arg-type]
+    if labels.get(RELEASE_LABEL):
+        memo.wakers.wake("FeatureRelease", namespace, labels[RELEASE_LABEL])
+        return {("FeatureRelease", namespace, labels[RELEASE_LABEL]): view}
+    if labels.get(MIGRATION_LABEL):
+        memo.wakers.wake("DatabaseMigration", namespace, labels[MIGRATION_LABEL])
+        return {("DatabaseMigration", namespace, labels[MIGRATION_LABEL]): view}
+    return None
+
+
+@kopf.index("", "v1", "services")
+async def service_selectors(
+    namespace: str, name: str, spec: Any, memo: kopf.Memo, **_: Any
+) -> dict[Any, dict[str, str]]:
+    for release in memo.wakers.service_users.get((namespace, name), ()):
+        memo.wakers.wake("FeatureRelease", namespace, release)
+    return {(namespace, name): dict(spec.get("selector") or {})}
+
+
+@kopf.index(GROUP, VERSION, "databasemigrations")
+async def migration_views(
+    namespace: str, name: str, meta: Any, status: Any, annotations: Any, memo: kopf.Memo, **_: Any
+) -> dict[Any, MigrationView]:
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    last_request = status.get("lastRequest") or {}
+    view = MigrationView(
+        exists=True,
+        current_version=status.get("currentVersion"),
+        target_version=status.get("targetVersion"),
+        phase=status.get("phase"),
+        message=status.get("message") or "",
+        ready=conditions.get("Ready") == "True",
+        stalled=conditions.get("Stalled") == "True",
+        observed_current=_int(status.get("observedGeneration")) >= _int(meta.get("generation")),
+        pending_contract=tuple(status.get("pendingContract") or ()),
+        last_request_id=last_request.get("id"),
+        last_request_outcome=last_request.get("outcome"),
+    )
+    for release in memo.wakers.migration_users.get((namespace, name), ()):
+        memo.wakers.wake("FeatureRelease", namespace, release)
+    return {(namespace, name): view}
+
+
+@kopf.index(GROUP, VERSION, "featurereleases")
+async def release_gates(
+    namespace: str, name: str, spec: Any, status: Any, memo: kopf.Memo, **_: Any
+) -> dict[Any, dict[str, Any]] | None:
+    """What each release tells its DatabaseMigration: may contract migrations run?"""
+    ref = (spec.get("migration") or {}).get("ref")
+    if not ref:
+        return None
+    memo.wakers.wake("DatabaseMigration", namespace, ref)
+    return {
+        (namespace, ref): {
+            "name": name,
+            "settled": bool(status.get("settled")),
+            "schemaVersion": status.get("stableSchemaVersion"),
+        }
+    }
+
+
+def _first(index: Any, key: Any) -> Any:
+    store = index.get(key) if index is not None else None
+    return next(iter(store), None) if store else None
+
+
+# ---------------------------------------------------------------------------- releases
+
+
+@kopf.on.event(GROUP, VERSION, "featurereleases")
+async def release_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    memo.wakers.wake("FeatureRelease", namespace, name)
+
+
+@kopf.daemon(GROUP, VERSION, "featurereleases", id="release", cancellation_timeout=30.0)
+async def release_daemon(
+    name: str, namespace: str, uid: str, body: kopf.Body, memo: kopf.Memo,
+    release_deployments: kopf.Index[Any, DeploymentView],
+    lockstep_jobs: kopf.Index[Any, JobView],
+    service_selectors: kopf.Index[Any, dict[str, str]],
+    migration_views: kopf.Index[Any, MigrationView],
+    **_: Any,
+) -> None:
+    wakers: Wakers = memo.wakers
+    status: dict[str, Any] = copy.deepcopy(dict(body.get("status") or {}))
+    users: list[tuple[dict[tuple[str, str], set[str]], tuple[str, str]]] = []
+    try:
+        while True:
+            spec = copy.deepcopy(dict(body.get("spec") or {}))
+            meta = body.get("metadata") or {}
+            for mapping, key in users:
+                mapping[key].discard(name)
+            users = [(wakers.service_users, (namespace, str(spec.get("service"))))]
+            if spec.get("previewService"):
+                users.append((wakers.service_users, (namespace, str(spec["previewService"]))))
+            migration = (spec.get("migration") or {}).get("ref")
+            if migration:
+                users.append((wakers.migration_users, (namespace, str(migration))))
+            for mapping, key in users:
+                mapping[key].add(name)
+
+            world = _release_world(
+                namespace, name, spec, release_deployments, lockstep_jobs, service_selectors,
+                migration_views,
+            )
+            obj = release_reconcile.ReleaseObject(
+                name=name, namespace=namespace, uid=uid,
+                generation=_int(meta.get("generation")),
+                annotations=dict(meta.get("annotations") or {}),
+                spec=spec, status=status,
+            )
+            try:
+                status, delay = await asyncio.to_thread(
+                    release_reconcile.reconcile, memo.kube, obj, world
+                )
+            except Exception:
+                log.exception("Reconciling FeatureRelease %s/%s failed", namespace, name)
+                delay = 5.0
+            await wakers.sleep("FeatureRelease", namespace, name, delay)
+    finally:
+        for mapping, key in users:
+            mapping[key].discard(name)
+        wakers.forget("FeatureRelease", namespace, name)
+
+
+def _release_world(
+    namespace: str, name: str, spec: dict[str, Any], deployments: Any, jobs: Any,
+    services: Any, migrations: Any,
+) -> World:
+    def service(service_name: str | None) -> ServiceView | None:
+        if not service_name:
+            return None
+        selector = _first(services, (namespace, service_name))
+        return ServiceView(service_name, selector is not None, selector or {})
+
+    migration_ref = (spec.get("migration") or {}).get("ref")
+    migration = None
+    if migration_ref:
+        migration = _first(migrations, (namespace, migration_ref)) or MigrationView(exists=False)
+    active = service(spec.get("service")) or ServiceView("", False)
+    return World(
+        now=utcnow(),
+        service=active,
+        preview_service=service(spec.get("previewService")),
+        deployments={v.color: v for v in (deployments.get((namespace, name)) or [])},
+        jobs={v.name: v for v in (jobs.get(("FeatureRelease", namespace, name)) or [])},
+        migration=migration,
+    )
+

@@ -1,0 +1,127 @@
+"""Analysis verdicts from measurements: pure functions, no Prometheus I/O here.
+
+An error (Prometheus unreachable, a bad query, no data when `noData: error`) never counts as a
+success: the analysis only passes after its duration with a clean last round, and it aborts
+after `consecutiveErrorLimit` erroring rounds in a row.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from ..api.base import parse_timestamp, seconds, timestamp
+from ..api.release import Analysis, AnalysisMetric, AnalysisStatus, Measurement
+
+MEASUREMENTS_KEPT_PER_METRIC = 10
+PLACEHOLDERS = ("color", "revision", "release", "name", "namespace")
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """What one query returned: a value, nothing (no data), or an error."""
+
+    metric: str
+    value: float | None = None
+    error: str | None = None
+
+
+def render_query(template: str, values: dict[str, str]) -> str:
+    """Replace {{color}}, {{revision}}, {{release}}, {{name}}, {{namespace}}."""
+    query = template
+    for key in PLACEHOLDERS:
+        for spelling in (f"{{{{{key}}}}}", f"{{{{ {key} }}}}"):
+            query = query.replace(spelling, values.get(key, ""))
+    return query
+
+
+def evaluate(metric: AnalysisMetric, result: QueryResult, analysis: Analysis, at: str) -> Measurement:
+    """One measurement: Successful, Failed (out of bounds) or Error."""
+    if result.error is not None:
+        return Measurement(metric=metric.name, phase="Error", message=result.error, at=at)
+    value = result.value
+    if value is None or math.isnan(value):
+        if analysis.no_data == "failure":
+            return Measurement(metric=metric.name, phase="Failed", message="no data", at=at)
+        return Measurement(metric=metric.name, phase="Error", message="no data", at=at)
+    if metric.max is not None and value > metric.max:
+        return Measurement(
+            metric=metric.name, phase="Failed", value=value,
+            message=f"{value:g} is above max {metric.max:g}", at=at,
+        )
+    if metric.min is not None and value < metric.min:
+        return Measurement(
+            metric=metric.name, phase="Failed", value=value,
+            message=f"{value:g} is below min {metric.min:g}", at=at,
+        )
+    return Measurement(metric=metric.name, phase="Successful", value=value, at=at)
+
+
+def record_round(
+    status: AnalysisStatus, analysis: Analysis, results: list[QueryResult], now: datetime
+) -> AnalysisStatus:
+    """Fold one round of query results into the analysis status."""
+    at = timestamp(now)
+    by_name = {r.metric: r for r in results}
+    round_ = [
+        evaluate(m, by_name.get(m.name, QueryResult(m.name, error="not measured")), analysis, at)
+        for m in analysis.metrics
+    ]
+    errored = any(m.phase == "Error" for m in round_)
+    kept: list[Measurement] = []
+    for metric in analysis.metrics:
+        history = [m for m in status.measurements if m.metric == metric.name]
+        history += [m for m in round_ if m.metric == metric.name]
+        kept += history[-MEASUREMENTS_KEPT_PER_METRIC:]
+    return status.model_copy(
+        update={
+            "successful": status.successful + sum(m.phase == "Successful" for m in round_),
+            "failed": status.failed + sum(m.phase == "Failed" for m in round_),
+            "errors": status.errors + sum(m.phase == "Error" for m in round_),
+            "consecutive_errors": status.consecutive_errors + 1 if errored else 0,
+            "last_measured_at": at,
+            "measurements": kept,
+        }
+    )
+
+
+Verdict = Literal["measure", "wait", "passed", "failed", "errored"]
+
+
+def verdict(status: AnalysisStatus, analysis: Analysis, now: datetime) -> Verdict:
+    """What the analysis says now: measure again, wait, or a final outcome."""
+    if status.failed >= analysis.failure_limit:
+        return "failed"
+    if status.consecutive_errors >= analysis.consecutive_error_limit:
+        return "errored"
+    started = parse_timestamp(status.started_at) if status.started_at else now
+    if status.last_measured_at is None:
+        return "measure"
+    elapsed = (now - started).total_seconds()
+    if (
+        elapsed >= seconds(analysis.duration)
+        and status.consecutive_errors == 0
+        and status.successful > 0
+    ):
+        return "passed"
+    since_last = (now - parse_timestamp(status.last_measured_at)).total_seconds()
+    return "measure" if since_last >= seconds(analysis.interval) else "wait"
+
+
+def seconds_until_next_round(status: AnalysisStatus, analysis: Analysis, now: datetime) -> float:
+    if status.last_measured_at is None:
+        return 0.0
+    since_last = (now - parse_timestamp(status.last_measured_at)).total_seconds()
+    return max(0.0, seconds(analysis.interval) - since_last)
+
+
+def describe_failure(status: AnalysisStatus) -> str:
+    """The measurements that caused an abort, for the Event and the status message."""
+    bad = [m for m in status.measurements if m.phase != "Successful"][-5:]
+    parts = []
+    for m in bad:
+        value = f"={m.value:g}" if m.value is not None else ""
+        parts.append(f"{m.metric}{value} ({m.phase}: {m.message}) at {m.at}")
+    return "; ".join(parts) or "no measurements"
