@@ -18,15 +18,21 @@ def register(subparsers: Any) -> None:
         "or the in-cluster service account.",
     )
     run.add_argument(
-        "-n", "--namespace", action="append", default=[],
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
         help="watch only this namespace (repeatable); default: all namespaces",
     )
     run.add_argument(
-        "--liveness", default=os.environ.get("LOCKSTEP_LIVENESS", "http://0.0.0.0:8081/healthz"),
+        "--liveness",
+        default=os.environ.get("LOCKSTEP_LIVENESS", "http://0.0.0.0:8081/healthz"),
         help="liveness endpoint URL (default: %(default)s)",
     )
     run.add_argument(
-        "--metrics-port", type=int, default=None,
+        "--metrics-port",
+        type=int,
+        default=None,
         help="port of the Prometheus /metrics endpoint (default 8080; 0 turns it off)",
     )
     run.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
@@ -37,9 +43,13 @@ def register(subparsers: Any) -> None:
         help="write the CustomResourceDefinitions generated from the models",
         description="Generate the CRD YAML from the pydantic models.",
     )
-    crds.add_argument("--output", type=Path, default=Path("crds"), help="directory (default: crds)")
     crds.add_argument(
-        "--check", action="store_true",
+        "--output", type=Path, action="append", default=None,
+        help="directory, repeatable (default: crds and helm/lockstep/crds)",
+    )
+    crds.add_argument(
+        "--check",
+        action="store_true",
         help="write nothing; exit 1 if the files differ from the models",
     )
     crds.set_defaults(handler=write_crds)
@@ -54,9 +64,13 @@ def run_operator(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         os.environ["LOCKSTEP_METRICS_PORT"] = str(args.metrics_port)
     kopf.configure(
-        verbose=args.verbose > 0, debug=args.verbose > 1,
-        log_format={"plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL,
-                    "json": kopf.LogFormat.JSON}[args.log_format],
+        verbose=args.verbose > 0,
+        debug=args.verbose > 1,
+        log_format={
+            "plain": kopf.LogFormat.PLAIN,
+            "full": kopf.LogFormat.FULL,
+            "json": kopf.LogFormat.JSON,
+        }[args.log_format],
     )
     logging.getLogger().setLevel(logging.DEBUG if args.verbose > 1 else logging.INFO)
     install_log_redaction()
@@ -73,16 +87,18 @@ def write_crds(args: argparse.Namespace) -> int:
     from lockstep.api.crd import all_crds, render
 
     stale = []
+    outputs: list[Path] = args.output or [Path("crds"), Path("helm/lockstep/crds")]
     for name, crd in all_crds().items():
-        path: Path = args.output / name
         text = render(crd)
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(str(path))
-            continue
-        args.output.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        print(f"wrote {path}")
+        for directory in outputs:
+            path = directory / name
+            if args.check:
+                if not path.exists() or path.read_text() != text:
+                    stale.append(str(path))
+                continue
+            directory.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path}")
     if stale:
         print(
             "CRDs differ from the models: " + ", ".join(stale) + " (run `lockstep crds`)",

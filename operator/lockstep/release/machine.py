@@ -302,11 +302,12 @@ class Machine:
         if self.traffic_moved():
             self.abort("Superseded", "a newer revision was applied during the release")
             return
-        self.add_history("Superseded", "a newer revision was applied before traffic moved")
         if self.revision == self.st.stable_revision:
-            self.st.updated_revision = self.revision
+            # back to what serves: scale the new colour down (the rollback step records it)
+            self.st.abort_reason = "Superseded: the spec went back to the stable revision"
             self.rollback_started()
             return
+        self.add_history("Superseded", "a newer revision was applied before traffic moved")
         self.begin(self.revision, preview=self.new_color, attempt=1)
 
     def traffic_moved(self) -> bool:
@@ -537,17 +538,18 @@ class Machine:
             self.say("Running post-promotion checks")
 
     def promote(self) -> None:
+        first = self.initial
         self.st.stable_revision = self.st.updated_revision = self.revision
         self.st.stable_release = self.st.release
         self.st.stable_schema_version = self.st.updated_schema_version
         self.st.active_color = self.new_color
         delay = self.spec.strategy.blue_green.scale_down_delay_seconds
         self.st.scale_down_at = timestamp(self.now + timedelta(seconds=delay))
-        self.add_history("Promoted", "analysis passed" if self.spec.analysis else "released")
+        self.add_history("Promoted", "first release" if first else "analysis passed" if self.spec.analysis else "released")
         self.d.emit(
             "Normal", "Promoted",
-            f"Revision {self.revision} promoted in {self.new_color}; "
-            f"{other(self.new_color)} scales down in {delay}s",
+            f"Revision {self.revision} promoted in {self.new_color}"
+            + ("" if first else f"; {other(self.new_color)} scales down in {delay}s"),
         )
         self.enter(SCALE_DOWN)
 
@@ -630,10 +632,13 @@ class Machine:
         manual = (self.st.abort_reason or "").startswith("Aborted")
         outcome = "Superseded" if superseded else "Aborted" if manual else "RolledBack"
         self.add_history(outcome, self.st.abort_reason or "")
-        self.d.emit(
-            "Warning", "RolledBack",
-            f"Rolled back to {stable} (revision {self.st.stable_revision}): {self.st.abort_reason}",
-        )
+        if superseded:
+            self.d.emit("Normal", "Superseded", f"Traffic stays on {stable}: {self.st.abort_reason}")
+        else:
+            self.d.emit(
+                "Warning", "RolledBack",
+                f"Rolled back to {stable} (revision {self.st.stable_revision}): {self.st.abort_reason}",
+            )
         if superseded:
             if self.revision == self.st.stable_revision:
                 self.st.updated_revision = self.revision
