@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.env.cluster import Cluster
+from tests.env.executor import LocalPodExecutor
 from tests.env.postgres import PostgresServer
+from tests.env.processes import reap_strays, wait_until
 from tests.env.prometheus import PrometheusServer
-from tests.env.processes import reap_strays
+from tests.env.traffic import TrafficClient, TrafficProcess
 
 
 @pytest.fixture(scope="session")
@@ -71,3 +73,34 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     cluster.kubectl("create", "namespace", name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def pod_executor(
+    cluster: Cluster, postgres: PostgresServer, session_dir: Path
+) -> Iterator[LocalPodExecutor]:
+    """Runs the command of pods labelled lockstep.dev/test-exec on this machine, with the
+    PostgreSQL client binaries first on PATH (see tests/env/executor.py)."""
+    executor = LocalPodExecutor(cluster.kubeconfig, session_dir / "executor", [postgres.bindir])
+    executor.start()
+    yield executor
+    executor.stop()
+
+
+@pytest.fixture(scope="session")
+def traffic(
+    cluster: Cluster, prometheus: PrometheusServer, session_dir: Path
+) -> Iterator[TrafficClient]:
+    """The test traffic process, scraped by Prometheus as the target group "traffic"; tests
+    register their apps with `traffic.set_app(...)` (see tests/env/traffic.py)."""
+    process = TrafficProcess(cluster.kubeconfig, session_dir / "traffic")
+    process.start()
+    prometheus.set_targets("traffic", [process.address])
+    wait_until(
+        lambda: prometheus.target_up(process.address), timeout=60, what="traffic to be scraped"
+    )
+    traffic_client = TrafficClient(process.address)
+    yield traffic_client
+    traffic_client.close()
+    prometheus.set_targets("traffic", [])
+    process.stop()

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/../.."
 missing=()
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || missing+=(prometheus)
+command -v busybox >/dev/null 2>&1 || missing+=(busybox)  # the backup scripts are also tested under busybox sh (alpine)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "[deps] installing ${missing[*]} from Debian" >&2
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
