@@ -301,6 +301,7 @@ def _check_sub_path(sub_path: str) -> str:
 def _labels(migration_name: str, component: str) -> dict[str, str]:
     return {
         LABEL_NAME: "lockstep",
+        "app.kubernetes.io/managed-by": "lockstep",
         LABEL_COMPONENT: component,
         LABEL_MIGRATION: _label_value(migration_name),
     }

@@ -18,6 +18,7 @@ class Health(Enum):
     PAUSED = "Paused"  # waiting for a person (promotion gate, pause)
     STALLED = "Stalled"  # cannot make progress without a change (invalid spec, blocked)
     DEGRADED = "Degraded"  # rolled back: stable version serves, desired one failed
+    PLANNED = "Planned"  # a dry run: nothing to do, nothing done
 
 
 def _condition(

@@ -12,6 +12,7 @@ import asyncio
 import copy
 import logging
 import os
+import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,6 +23,8 @@ from prometheus_client import start_http_server
 from . import GROUP, VERSION, metrics
 from .api.base import now as utcnow
 from .kube import Kube, load_api_client
+from .migrations import reconcile as migration_reconcile
+from .migrations.gate import ReleaseGate
 from .redact import install_log_redaction
 from .release import reconcile as release_reconcile
 from .release.world import (
@@ -292,3 +295,49 @@ def _release_world(
         migration=migration,
     )
 
+
+
+# ---------------------------------------------------------------------------- migrations
+
+
+@kopf.on.event(GROUP, VERSION, "databasemigrations")
+async def migration_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    memo.wakers.wake("DatabaseMigration", namespace, name)
+
+
+@kopf.daemon(GROUP, VERSION, "databasemigrations", id="migration", cancellation_timeout=60.0)
+async def migration_daemon(
+    name: str, namespace: str, uid: str, body: kopf.Body, memo: kopf.Memo,
+    lockstep_jobs: kopf.Index[Any, JobView],
+    release_gates: kopf.Index[Any, dict[str, Any]],
+    **_: Any,
+) -> None:
+    wakers: Wakers = memo.wakers
+    status: dict[str, Any] = copy.deepcopy(dict(body.get("status") or {}))
+    stop = threading.Event()
+    try:
+        while True:
+            meta = body.get("metadata") or {}
+            obj = migration_reconcile.MigrationObject(
+                name=name, namespace=namespace, uid=uid,
+                generation=_int(meta.get("generation")),
+                annotations=dict(meta.get("annotations") or {}),
+                spec=copy.deepcopy(dict(body.get("spec") or {})), status=status,
+            )
+            world = migration_reconcile.MigrationWorld(
+                jobs={v.name: v for v in (lockstep_jobs.get(("DatabaseMigration", namespace, name)) or [])},
+                gates=[
+                    ReleaseGate(g["name"], g["settled"], g["schemaVersion"])
+                    for g in (release_gates.get((namespace, name)) or [])
+                ],
+                stop=stop,
+            )
+            try:
+                status, delay = await asyncio.to_thread(migration_reconcile.reconcile, memo.kube, obj, world)
+            except Exception:
+                log.exception("Reconciling DatabaseMigration %s/%s failed", namespace, name)
+                delay = 5.0
+            await wakers.sleep("DatabaseMigration", namespace, name, delay)
+    finally:
+        stop.set()  # an apply waiting between lock-timeout retries gives up at once
+        wakers.forget("DatabaseMigration", namespace, name)

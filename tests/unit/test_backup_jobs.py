@@ -149,6 +149,7 @@ def test_the_backup_job_as_a_whole() -> None:
             "namespace": "prod",
             "labels": {
                 "app.kubernetes.io/name": "lockstep",
+                "app.kubernetes.io/managed-by": "lockstep",
                 "app.kubernetes.io/component": "backup",
                 "lockstep.dev/migration": "shop",
             },
@@ -166,6 +167,7 @@ def test_the_backup_job_as_a_whole() -> None:
                     "labels": {
                         "team": "shop",
                         "app.kubernetes.io/name": "lockstep",
+                        "app.kubernetes.io/managed-by": "lockstep",
                         "app.kubernetes.io/component": "backup",
                         "lockstep.dev/migration": "shop",
                     },

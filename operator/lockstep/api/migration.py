@@ -334,8 +334,23 @@ class DatabaseMigrationStatus(StatusModel):
         default=None, description="Hash of the migration source last acted on."
     )
     last_request: RequestRecord | None = Field(
-        default=None, description="The last manual request handled."
+        default=None, description="The last rollback request handled."
     )
+    held_at: str | None = Field(
+        default=None,
+        description="Version the database is held at after a rollback a FeatureRelease asked "
+        "for; released when that release starts again.",
+    )
+    hold_request: str | None = Field(
+        default=None, description="Id of the rollback request holding the database."
+    )
+    backup_attempt: int = Field(
+        default=1, description="Attempt of the current backup (a retry request increments it)."
+    )
+    retry_request: str | None = Field(
+        default=None, description="The last lockstep.dev/request=retry@ID handled."
+    )
+    server_version: str | None = Field(default=None, description="PostgreSQL server version.")
 
 
 class DatabaseMigration(Model):

@@ -34,6 +34,7 @@ from .world import (
     Emit,
     Measure,
     PointService,
+    ReleaseMigrationHold,
     RequestMigrationRollback,
     RunCheck,
     ScaleColor,
@@ -270,6 +271,9 @@ class Machine:
         self.st.checks = []
         self.st.abort_reason = None
         self.st.scale_down_at = None
+        if self.st.migration_request and self.spec.migration:
+            # the database was held back for the previous attempt; let it move again
+            self.d.actions.append(ReleaseMigrationHold(self.spec.migration.ref))
         self.st.migration_request = None
         self.st.revision_started_at = self.ts()
         self.st.updated_schema_version = self.schema_target()

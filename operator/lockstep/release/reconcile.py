@@ -31,6 +31,7 @@ from .world import (
     Emit,
     Measure,
     PointService,
+    ReleaseMigrationHold,
     RequestMigrationRollback,
     RunCheck,
     ScaleColor,
@@ -146,6 +147,9 @@ def perform(kube: Kube, obj: ReleaseObject, release: FeatureRelease, decision: D
                 )
                 kube.annotate("databasemigrations", obj.namespace, action.migration,
                               {ROLLBACK_REQUEST_ANNOTATION: request})
+            elif isinstance(action, ReleaseMigrationHold):
+                kube.annotate("databasemigrations", obj.namespace, action.migration,
+                              {ROLLBACK_REQUEST_ANNOTATION: None})
         except Exception as exc:
             log.warning("Action %s on FeatureRelease %s/%s failed: %s", type(action).__name__,
                         obj.namespace, obj.name, redact(str(exc))[:500])

@@ -153,6 +153,13 @@ class RequestMigrationRollback:
 
 
 @dataclass(frozen=True)
+class ReleaseMigrationHold:
+    """Withdraw an earlier rollback request, so the migration may move forward again."""
+
+    migration: str
+
+
+@dataclass(frozen=True)
 class Emit:
     """A Kubernetes Event on the FeatureRelease."""
 
@@ -161,4 +168,7 @@ class Emit:
     message: str
 
 
-Action = ApplyColor | ScaleColor | PointService | RunCheck | Measure | RequestMigrationRollback | Emit
+Action = (
+    ApplyColor | ScaleColor | PointService | RunCheck | Measure | RequestMigrationRollback
+    | ReleaseMigrationHold | Emit
+)
