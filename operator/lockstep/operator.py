@@ -191,18 +191,20 @@ async def migration_views(
 
 @kopf.index(GROUP, VERSION, "featurereleases")
 async def release_gates(
-    namespace: str, name: str, spec: Any, status: Any, memo: kopf.Memo, **_: Any
+    namespace: str, name: str, spec: Any, status: Any, meta: Any, memo: kopf.Memo, **_: Any
 ) -> dict[Any, dict[str, Any]] | None:
     """What each release tells its DatabaseMigration: may contract migrations run?"""
-    ref = (spec.get("migration") or {}).get("ref")
+    gate = spec.get("migration") or {}
+    ref = gate.get("ref")
     if not ref:
         return None
     memo.wakers.wake("DatabaseMigration", namespace, ref)
+    current = _int(status.get("observedGeneration")) == _int(meta.get("generation"))
     return {
         (namespace, ref): {
             "name": name,
-            "settled": bool(status.get("settled")),
-            "schemaVersion": status.get("stableSchemaVersion"),
+            "settled": bool(status.get("settled")) and current,
+            "contractThrough": gate.get("contractVersion"),
         }
     }
 
@@ -327,7 +329,7 @@ async def migration_daemon(
             world = migration_reconcile.MigrationWorld(
                 jobs={v.name: v for v in (lockstep_jobs.get(("DatabaseMigration", namespace, name)) or [])},
                 gates=[
-                    ReleaseGate(g["name"], g["settled"], g["schemaVersion"])
+                    ReleaseGate(g["name"], g["settled"], g["contractThrough"])
                     for g in (release_gates.get((namespace, name)) or [])
                 ],
                 stop=stop,

@@ -318,7 +318,7 @@ def migration(current: str | None, pending_contract: tuple[str, ...] = (), stall
 
 
 def test_the_new_colour_waits_for_the_schema_then_contract_runs_after_scale_down() -> None:
-    gate = {"ref": "db", "targetVersion": "002"}
+    gate = {"ref": "db", "targetVersion": "002", "contractVersion": "003"}
     sim = Sim(spec(migration={"ref": "db", "targetVersion": "001"}))
     sim.migration = migration("001")
     sim.run()

@@ -36,6 +36,12 @@ class MigrationGate(Model):
         description="Schema version this release needs; the new colour takes no traffic until "
         "the DatabaseMigration is Ready at it (expand migrations only). The latest when not set.",
     )
+    contract_version: str | None = Field(
+        default=None,
+        description="Contract (breaking) migrations this release tolerates: once it is promoted "
+        "and the old colour is gone, the DatabaseMigration may apply contract migrations up to "
+        "this version. Without it, contract migrations wait.",
+    )
 
 
 class BlueGreenStrategy(Model):

@@ -11,11 +11,11 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class ReleaseGate:
-    """What one FeatureRelease referencing the migration reports about the versions it runs."""
+    """What one FeatureRelease referencing the migration says about contract migrations."""
 
     name: str
-    settled: bool  # only its stable colour runs
-    schema_version: str | None  # the schema version its stable release was built for
+    settled: bool  # only its stable colour runs, and it has seen its latest spec
+    contract_through: str | None  # contract migrations its stable release tolerates
 
 
 @dataclass(frozen=True)
@@ -32,23 +32,18 @@ def contract_decision(
     allow_breaking: bool,
     spec_target: str | None,
 ) -> ContractDecision:
-    """May the first held-back contract migration run now?
+    """May the first held-back contract migration run now, and how far?
 
     A contract migration removes what older application versions need, so it runs only when
-    every release using the database runs nothing older than the version just before it:
-    each referencing FeatureRelease is settled (its old colour scaled to zero) on a stable
-    release built for at least that version. `allowBreaking` skips the check.
+    every release using the database has said its running version tolerates it
+    (`migration.contractVersion`) and only that version runs (the old colour is gone).
+    `allowBreaking` skips the check.
     """
     if not blocked_contract:
         return ContractDecision(False, None, "")
     first = blocked_contract[0]
-    earlier = [v for v in versions if v < first]
-    needed = earlier[-1] if earlier else None
-    later = [v for v in blocked_contract[1:] if v > first]
-    # one contract step at a time: stop before the next contract migration
-    target = max((v for v in versions if v < later[0]), default=None) if later else spec_target
     if allow_breaking:
-        return ContractDecision(True, target, "policy.allowBreaking is set")
+        return ContractDecision(True, spec_target, "policy.allowBreaking is set")
     if not gates:
         return ContractDecision(
             False, None,
@@ -56,18 +51,27 @@ def contract_decision(
             "DatabaseMigration to say the old application version is gone; set "
             "policy.allowBreaking to apply it anyway",
         )
-    waiting = [
-        g.name for g in gates
-        if not g.settled or (needed is not None and (g.schema_version or "") < needed)
-    ]
+    waiting = sorted(g.name for g in gates if not g.settled)
     if waiting:
         return ContractDecision(
             False, None,
-            f"contract migration {first} waits until FeatureRelease {', '.join(sorted(waiting))} "
-            f"runs only releases built for {needed or 'the current schema'} or later",
+            f"contract migration {first} waits until FeatureRelease {', '.join(waiting)} runs "
+            "only its promoted release",
         )
+    short = sorted(g.name for g in gates if (g.contract_through or "") < first)
+    if short:
+        return ContractDecision(
+            False, None,
+            f"contract migration {first} waits until FeatureRelease {', '.join(short)} declares "
+            f"migration.contractVersion {first} or later (its running release must tolerate it)",
+        )
+    through = min(g.contract_through or "" for g in gates)
+    allowed = [v for v in versions if v <= through]
+    target = allowed[-1] if allowed else None
+    if spec_target is not None and target is not None:
+        target = min(target, spec_target)
     return ContractDecision(
-        True, target, f"FeatureRelease {', '.join(sorted(g.name for g in gates))} settled"
+        True, target, f"FeatureRelease {', '.join(sorted(g.name for g in gates))} tolerates it"
     )
 
 

@@ -31,8 +31,8 @@ from ..api.migration import (
     PlannedMigration,
     PlannedStatement,
     PlanStatus,
-    RequestRecord,
 )
+from ..api.base import RequestRecord
 from ..backup import (
     BackupError,
     backup_job,

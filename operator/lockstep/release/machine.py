@@ -577,20 +577,27 @@ class Machine:
         self.enter(CONTRACT if self.spec.migration else DONE)
 
     def step_contract(self) -> None:
+        """Wait for the contract migrations this release tolerates (migration.contractVersion)."""
         mig = self.world.migration
         gate = self.spec.migration
-        if gate is None or mig is None or not mig.exists:
+        if gate is None or gate.contract_version is None or mig is None or not mig.exists:
             self.enter(DONE)
             return
+        through = gate.contract_version
         if mig.stalled:
             self.blocked("MigrationFailed", f"Contract migrations of {gate.ref} are stalled: {mig.message}")
             return
-        if mig.pending_contract or not (mig.ready and mig.observed_current):
-            pending = ", ".join(mig.pending_contract) or "none"
-            self.say(f"Waiting for DatabaseMigration {gate.ref} to run contract migrations (pending: {pending})")
+        reached = mig.observed_current and (mig.current_version or "") >= min(
+            through, mig.target_version or through
+        )
+        if not reached:
+            self.say(
+                f"Waiting for DatabaseMigration {gate.ref} to run contract migrations up to "
+                f"{through} (now at {mig.current_version})"
+            )
             self.d.wait(2)
             return
-        self.d.emit("Normal", "Contracted", f"DatabaseMigration {gate.ref} is Ready at {mig.current_version}")
+        self.d.emit("Normal", "Contracted", f"DatabaseMigration {gate.ref} is at {mig.current_version}")
         self.enter(DONE)
 
     def step_done(self) -> None:

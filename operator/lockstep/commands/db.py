@@ -1,0 +1,650 @@
+"""Database commands: lint, new, plan, apply, rollback.
+
+Database URLs are read only from an environment variable named by `--database-url-env` or
+from a file named by `--database-url-file`, never from the command line, and never printed.
+Exit codes: 0 done, 1 the migrations or the database said no (lint errors, drift, a failed
+migration, a busy runner lock, no connection), 2 the command was used wrongly or a file could
+not be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import re
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from pydantic import ValidationError
+
+from lockstep.api.migration import BackupPolicy, LintPolicy, MigrationPolicy
+from lockstep.commands import mask
+from lockstep.lint import LintConfig, LintResult, format_github, format_json, format_text, lint_sql
+from lockstep.migrations import engine
+from lockstep.migrations.engine import EngineError, RunResult
+from lockstep.migrations.linting import LintedSource, lint_config, lint_source
+from lockstep.migrations.plan import DriftError, Plan, PlanError, Step
+from lockstep.migrations.source import Migration, SourceError, check_name, from_directory
+from lockstep.postgres import DatabaseError
+from lockstep.redact import remember
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NEW_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+class UsageError(Exception):
+    """The command was used wrongly, or a file it needs cannot be read (exit 2)."""
+
+
+class CommandFailed(Exception):
+    """The command ran and the answer is no (exit 1)."""
+
+
+# ---------------------------------------------------------------------------- registration
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    _register_lint(subparsers)
+    _register_new(subparsers)
+    _register_plan(subparsers)
+    _register_apply(subparsers)
+    _register_rollback(subparsers)
+
+
+def _register_lint(subparsers: argparse._SubParsersAction[Any]) -> None:
+    parser = subparsers.add_parser(
+        "lint",
+        help="lint migration files",
+        description="Lint migrations (files, or directories of migrations) for statements "
+        "that lock or break a live application. Exit 1 when there are error-level findings.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", type=Path)
+    parser.add_argument("--format", choices=("text", "json", "github"), default="text")
+    parser.add_argument(
+        "--include-down",
+        action="store_true",
+        help="in directories, lint the down migrations too (a file named on the command "
+        "line is always linted)",
+    )
+    _add_lint_options(parser)
+    parser.set_defaults(handler=_guarded("lint", run_lint))
+
+
+def _register_new(subparsers: argparse._SubParsersAction[Any]) -> None:
+    parser = subparsers.add_parser(
+        "new",
+        help="scaffold a new migration",
+        description="Create <UTC timestamp>_<name>.up.sql and .down.sql in DIR.",
+    )
+    parser.add_argument("name", metavar="NAME", help="short name: letters, digits, _ and -")
+    parser.add_argument("--dir", required=True, type=Path, metavar="DIR")
+    parser.set_defaults(handler=_guarded("new", run_new))
+
+
+def _register_plan(subparsers: argparse._SubParsersAction[Any]) -> None:
+    parser = subparsers.add_parser(
+        "plan",
+        help="show what apply would do",
+        description="Lint, read the ledger and show the pending migrations with their phase "
+        "and lock level per statement, whether a backup is needed, and the compatibility "
+        "verdict. Changes nothing. Exit 1 when apply would refuse.",
+    )
+    _add_database_options(parser)
+    parser.add_argument("--target", metavar="VERSION", help="version to reach (default: latest)")
+    parser.add_argument("--allow-contract", action="store_true", help=_ALLOW_CONTRACT)
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    _add_lint_options(parser)
+    _add_policy_options(parser)
+    parser.set_defaults(handler=_guarded("plan", run_plan))
+
+
+_ALLOW_CONTRACT = (
+    "also apply contract migrations (they break the application version that is running now)"
+)
+
+
+def _register_apply(subparsers: argparse._SubParsersAction[Any]) -> None:
+    parser = subparsers.add_parser(
+        "apply",
+        help="apply pending migrations",
+        description="Lint, then apply the pending migrations in version order, each in its own "
+        "transaction with bounded locks. Stops before the first contract migration unless "
+        "--allow-contract is given.",
+    )
+    _add_database_options(parser)
+    parser.add_argument("--target", metavar="VERSION", help="version to reach (default: latest)")
+    parser.add_argument("--allow-contract", action="store_true", help=_ALLOW_CONTRACT)
+    parser.add_argument("--dry-run", action="store_true", help="plan only; apply nothing")
+    parser.add_argument("--applied-by", metavar="WHO", help="recorded in the ledger")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    _add_lint_options(parser)
+    _add_policy_options(parser)
+    parser.set_defaults(handler=_guarded("apply", run_apply))
+
+
+def _register_rollback(subparsers: argparse._SubParsersAction[Any]) -> None:
+    parser = subparsers.add_parser(
+        "rollback",
+        help="revert migrations with their down SQL",
+        description="Run the down migrations of every applied version above --to, newest "
+        "first, each in its own transaction.",
+    )
+    _add_database_options(parser)
+    parser.add_argument("--to", required=True, metavar="VERSION", help="version to return to")
+    parser.add_argument("--dry-run", action="store_true", help="plan only; revert nothing")
+    parser.add_argument("--applied-by", metavar="WHO", help="recorded in the ledger's log")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    _add_lint_options(parser)
+    _add_policy_options(parser)
+    parser.set_defaults(handler=_guarded("rollback", run_rollback))
+
+
+def _add_database_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", metavar="DIR", type=Path, help="the migrations directory")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--database-url-env",
+        metavar="VAR",
+        help="name of the environment variable that holds the database URL",
+    )
+    source.add_argument(
+        "--database-url-file",
+        metavar="PATH",
+        type=Path,
+        help="file that holds the database URL (a mounted Secret, for example)",
+    )
+
+
+def _add_lint_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pg-version",
+        metavar="MAJOR[.MINOR]",
+        default="15",
+        help="PostgreSQL version the rules assume (default: 15)",
+    )
+    parser.add_argument("--error", action="append", default=[], metavar="RULE")
+    parser.add_argument("--warn", action="append", default=[], metavar="RULE")
+    parser.add_argument("--ignore", action="append", default=[], metavar="RULE")
+
+
+def _add_policy_options(parser: argparse.ArgumentParser) -> None:
+    defaults = MigrationPolicy()
+    group = parser.add_argument_group("policy (durations like 500ms, 2s, 1m30s)")
+    group.add_argument("--lock-timeout", default=defaults.lock_timeout)
+    group.add_argument("--statement-timeout", default=defaults.statement_timeout)
+    group.add_argument(
+        "--lock-timeout-retries", type=int, default=defaults.lock_timeout_retries, metavar="N"
+    )
+    group.add_argument("--retry-backoff", default=defaults.retry_backoff)
+    group.add_argument("--max-retry-backoff", default=defaults.max_retry_backoff)
+    group.add_argument("--runner-lock-timeout", default=defaults.runner_lock_timeout)
+    group.add_argument(
+        "--backup",
+        choices=("auto", "always", "never"),
+        default=defaults.backup,
+        help="when plan reports a backup as needed (this command takes none)",
+    )
+
+
+# ---------------------------------------------------------------------------------- handlers
+
+
+def run_lint(args: argparse.Namespace) -> int:
+    config = _lint_config(args)
+    results: list[tuple[str | None, LintResult]] = []
+    for path in args.paths:
+        for text, origin in _lint_inputs(path, include_down=args.include_down):
+            results.append((origin, lint_sql(text, config, path=origin)))
+    if args.format == "json":
+        rendered = format_json(results)
+    elif args.format == "github":
+        rendered = format_github(results)
+    else:
+        rendered = "".join(format_text(result, origin) for origin, result in results)
+    sys.stdout.write(rendered)
+    return EXIT_FAILED if any(result.has_errors for _, result in results) else EXIT_OK
+
+
+def run_new(args: argparse.Namespace) -> int:
+    name: str = args.name
+    problem = check_name(name)
+    if problem is None and not _NEW_NAME.match(name):
+        problem = "use only letters, digits, '_' and '-', starting with a letter or digit"
+    if problem:
+        raise UsageError(f"{name!r} is not a valid migration name: {problem}")
+    directory: Path = args.dir
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {directory}: {exc.strerror or exc}") from None
+    version = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    stem = f"{version}_{name}"
+    up, down = directory / f"{stem}.up.sql", directory / f"{stem}.down.sql"
+    for path in (up, down):
+        if path.exists():
+            raise UsageError(f"{path} already exists")
+    try:
+        up.write_text(_UP_TEMPLATE.format(stem=stem), encoding="utf-8")
+        down.write_text(_DOWN_TEMPLATE.format(stem=stem), encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write in {directory}: {exc.strerror or exc}") from None
+    print(up)
+    print(down)
+    return EXIT_OK
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    source = _load(args.directory)
+    policy = _policy(args)
+    linted = lint_source(source, _lint_config(args, policy.lint))
+    url = _database_url(args)
+    plan = engine.plan(
+        url,
+        source,
+        up_lint=linted.up,
+        down_lint=linted.down,
+        policy=policy,
+        target=args.target,
+        allow_contract=args.allow_contract,
+        application_name="lockstep:plan",
+    )
+    _show_plan(plan, args.format)
+    return EXIT_FAILED if plan.lint_blocked else EXIT_OK
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    source = _load(args.directory)
+    policy = _policy(args)
+    linted = lint_source(source, _lint_config(args, policy.lint))
+    url = _database_url(args)
+    if linted.has_errors:
+        _refuse_lint_errors(url, source, linted)
+    if args.dry_run:
+        plan = engine.plan(
+            url,
+            source,
+            up_lint=linted.up,
+            down_lint=linted.down,
+            policy=policy,
+            target=args.target,
+            allow_contract=args.allow_contract,
+            application_name="lockstep:plan",
+        )
+        _show_plan(plan, args.format, dry_run=True)
+        return EXIT_FAILED if plan.lint_blocked else EXIT_OK
+    result = engine.apply(
+        url,
+        source,
+        up_lint=linted.up,
+        down_lint=linted.down,
+        policy=policy,
+        applied_by=args.applied_by or _default_applier(),
+        target=args.target,
+        allow_contract=args.allow_contract,
+        on_event=_print_event,
+        direction="up",
+    )
+    _show_result(result, args.format)
+    return EXIT_OK
+
+
+def run_rollback(args: argparse.Namespace) -> int:
+    source = _load(args.directory)
+    policy = _policy(args)
+    linted = lint_source(source, _lint_config(args, policy.lint))
+    url = _database_url(args)
+    plan = engine.plan(
+        url,
+        source,
+        up_lint=linted.up,
+        down_lint=linted.down,
+        policy=policy,
+        target=args.to,
+        allow_contract=True,
+        application_name="lockstep:plan",
+    )
+    if plan.direction == "up":
+        current = (
+            f"the current version {plan.current_version}"
+            if plan.current_version
+            else "the database, which has no migrations applied"
+        )
+        raise CommandFailed(
+            f"--to {args.to} is above {current}: rollback only goes down; use apply to go up"
+        )
+    if args.dry_run:
+        _show_plan(plan, args.format, dry_run=True)
+        return EXIT_OK
+    result = engine.apply(
+        url,
+        source,
+        up_lint=linted.up,
+        down_lint=linted.down,
+        policy=policy,
+        applied_by=args.applied_by or _default_applier(),
+        target=args.to,
+        allow_contract=True,
+        on_event=_print_event,
+        direction="down",
+    )
+    _show_result(result, args.format)
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+def _guarded(command: str, handler: Handler) -> Handler:
+    """Turn the expected failures into a message on stderr and an exit code."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (UsageError, SourceError) as exc:
+            _error(command, str(exc))
+            return EXIT_USAGE
+        except (CommandFailed, PlanError, EngineError, DatabaseError) as exc:
+            label = "drift" if isinstance(exc, DriftError) else "error"
+            _error(command, str(exc), label=label)
+            return EXIT_FAILED
+
+    return run
+
+
+def _error(command: str, message: str, *, label: str = "error") -> None:
+    print(f"lockstep {command}: {label}: {mask(message)}", file=sys.stderr)
+
+
+def _lint_config(args: argparse.Namespace, policy: LintPolicy | None = None) -> LintConfig:
+    policy = policy or LintPolicy()
+    merged = LintPolicy(
+        errors=[*policy.errors, *args.error],
+        warnings=[*policy.warnings, *args.warn],
+        ignore=[*policy.ignore, *args.ignore],
+    )
+    try:
+        return lint_config(merged, _pg_version(args.pg_version))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _pg_version(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)(?:\.(\d+))?", text.strip())
+    if not match:
+        raise UsageError(f"--pg-version {text!r}: use a major version like 15, or 15.4")
+    return int(match.group(1)), int(match.group(2) or 0)
+
+
+def _policy(args: argparse.Namespace) -> MigrationPolicy:
+    backup: BackupPolicy = args.backup
+    try:
+        return MigrationPolicy(
+            lock_timeout=args.lock_timeout,
+            statement_timeout=args.statement_timeout,
+            lock_timeout_retries=args.lock_timeout_retries,
+            retry_backoff=args.retry_backoff,
+            max_retry_backoff=args.max_retry_backoff,
+            runner_lock_timeout=args.runner_lock_timeout,
+            backup=backup,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}" for error in exc.errors()
+        )
+        raise UsageError(problems) from None
+
+
+def _load(directory: Path) -> list[Migration]:
+    if not directory.exists():
+        raise UsageError(f"{directory}: no such directory")
+    return from_directory(directory)
+
+
+def _lint_inputs(path: Path, *, include_down: bool) -> list[tuple[str, str]]:
+    """(SQL, where it came from) for each file to lint under `path`.
+
+    In a directory the down migrations are left out unless asked for: they undo on purpose
+    (DROP TABLE reverting CREATE TABLE), and apply does not block on their findings either.
+    """
+    if path.is_dir():
+        inputs: list[tuple[str, str]] = []
+        for migration in from_directory(path):
+            inputs.append((migration.up, migration.origin))
+            if include_down and migration.down is not None:
+                inputs.append((migration.down, migration.down_origin))
+        return inputs
+    if not path.exists():
+        raise UsageError(f"{path}: no such file or directory")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return [(text.removeprefix("\ufeff"), str(path))]
+
+
+def _database_url(args: argparse.Namespace) -> str:
+    if args.database_url_env is not None:
+        name: str = args.database_url_env
+        if not _ENV_NAME.match(name):
+            looks_like_url = "://" in name or "@" in name or "=" in name
+            if looks_like_url:
+                remember_url_secret(name)
+            raise UsageError(
+                "--database-url-env takes the NAME of an environment variable that holds the "
+                "database URL"
+                + (", not the URL itself (it is not printed)" if looks_like_url else "")
+                + "; for example: export DATABASE_URL=...; lockstep apply "
+                "--database-url-env DATABASE_URL DIR"
+            )
+        url = os.environ.get(name, "").strip()
+        if not url:
+            raise UsageError(f"the environment variable {name} is not set or is empty")
+    else:
+        path: Path = args.database_url_file
+        try:
+            url = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read the database URL file {path}: {exc.strerror or exc}"
+            ) from None
+        if not url:
+            raise UsageError(f"the database URL file {path} is empty")
+    remember_url_secret(url)
+    return url
+
+
+def remember_url_secret(url: str) -> None:
+    """Register a URL's password (and the URL) so that no output can carry them."""
+    remember(url)
+    match = re.match(r"^[a-z][a-z0-9+.-]*://[^/:@\s]*:([^@\s]*)@", url, re.I)
+    if match:
+        remember(match.group(1))
+
+
+def _refuse_lint_errors(url: str, source: Sequence[Migration], linted: LintedSource) -> None:
+    """Stop on lint errors in migrations not yet applied; read the ledger, change nothing.
+
+    Errors in migrations that are already applied are history: they cannot be fixed without
+    changing an applied migration, so they do not block.
+    """
+    applied = {row.version for row in engine.read_applied(url, application_name="lockstep:lint")}
+    pending = [m for m in source if m.version not in applied and linted.up[m.version].has_errors]
+    if pending:
+        for migration in pending:
+            sys.stderr.write(format_text(linted.up[migration.version], migration.origin))
+        raise CommandFailed(
+            "the lint found errors in "
+            + ", ".join(m.label for m in pending)
+            + "; nothing was applied. Fix them, or lower or ignore the rules "
+            "(--warn RULE, --ignore RULE)"
+        )
+
+
+def _default_applier() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"cli:{user}@{socket.gethostname()}"
+
+
+def _print_event(kind: str, version: str | None, detail: str) -> None:
+    if kind in {"started", "runner-lock-acquired"}:
+        return  # the result says as much; keep the output to what matters
+    prefix = f"[{version}] " if version else ""
+    print(f"lockstep: {prefix}{mask(detail)}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------ output
+
+
+def plan_document(plan: Plan) -> dict[str, Any]:
+    """The plan as JSON-ready data."""
+    return {
+        "currentVersion": plan.current_version,
+        "targetVersion": plan.target_version,
+        "direction": plan.direction,
+        "backupNeeded": plan.backup_needed,
+        "verdict": plan.verdict,
+        "migrations": [_step_document(step) for step in plan.steps],
+        "heldBack": [_step_document(step) for step in plan.held_back],
+        "blockedContract": list(plan.blocked_contract),
+    }
+
+
+def _step_document(step: Step) -> dict[str, Any]:
+    return {
+        "version": step.version,
+        "name": step.name,
+        "direction": step.direction,
+        "phase": step.phase,
+        "phaseSource": step.phase_source,
+        "transactional": step.transactional,
+        "needsBackup": step.needs_backup,
+        "lintErrors": list(step.lint_errors),
+        "statements": [
+            {
+                "line": s.line,
+                "summary": mask(s.summary),
+                "lock": s.lock,
+                "transactional": s.transactional,
+                "classes": list(s.classes),
+            }
+            for s in step.statements
+        ],
+    }
+
+
+def _show_plan(
+    plan: Plan, output_format: str, *, dry_run: bool = False, out: TextIO | None = None
+) -> None:
+    out = out or sys.stdout
+    if output_format == "json":
+        document = plan_document(plan)
+        if dry_run:
+            document["dryRun"] = True
+        print(json.dumps(document, indent=2), file=out)
+        return
+    current = plan.current_version or "none (empty ledger)"
+    print(f"current version: {current}", file=out)
+    print(f"target version:  {plan.target_version or '-'}", file=out)
+    print(f"compatibility:   {plan.verdict}", file=out)
+    print(f"backup needed:   {'yes' if plan.backup_needed else 'no'}", file=out)
+    if plan.steps:
+        heading = "to revert" if plan.direction == "down" else "to apply"
+        print(f"{heading}:", file=out)
+        for step in plan.steps:
+            _print_step(step, out)
+    if plan.held_back:
+        print("held back (contract migrations need --allow-contract):", file=out)
+        for step in plan.held_back:
+            _print_step(step, out)
+    if dry_run:
+        print("dry run: nothing was changed", file=out)
+
+
+def _print_step(step: Step, out: TextIO) -> None:
+    mode = "one transaction" if step.transactional else "outside a transaction"
+    source = "declared" if step.phase_source == "declared" else "from lint"
+    print(f"  {step.label}  {step.phase} ({source}), {mode}", file=out)
+    for statement in step.statements:
+        lock = statement.lock or "-"
+        print(f"    line {statement.line:<4} {lock:<22} {mask(statement.summary)}", file=out)
+    for error in step.lint_errors:
+        print(f"    lint error: {error}", file=out)
+
+
+def _show_result(result: RunResult, output_format: str) -> None:
+    if output_format == "json":
+        document = plan_document(result.plan)
+        document["results"] = [
+            {
+                "version": r.version,
+                "name": r.name,
+                "direction": r.direction,
+                "phase": r.phase,
+                "durationMs": r.duration_ms,
+                "lockWaitMs": r.lock_wait_ms,
+                "attempts": r.attempts,
+            }
+            for r in result.results
+        ]
+        print(json.dumps(document, indent=2))
+        return
+    if not result.results and not result.plan.held_back:
+        print(result.plan.verdict)
+        return
+    for r in result.results:
+        verb = "applied " if r.direction == "up" else "reverted"
+        extra = (
+            f", {r.attempts} attempts, {r.lock_wait_ms} ms waiting for locks"
+            if (r.attempts > 1)
+            else ""
+        )
+        print(f"{verb} {r.version} ({r.name}) {r.phase} in {r.duration_ms} ms{extra}")
+    if result.plan.held_back:
+        print(
+            "held back: "
+            + ", ".join(s.label for s in result.plan.held_back)
+            + " (contract: run apply --allow-contract once the old application version is gone)"
+        )
+
+
+_UP_TEMPLATE = """\
+-- {stem}: up
+--
+-- lockstep runs this file in one transaction, with lock_timeout and statement_timeout set
+-- from the policy, and retries it when a lock is not granted in time. Do not add BEGIN or
+-- COMMIT. Statements that cannot run in a transaction (CREATE INDEX CONCURRENTLY) need a
+-- migration of their own.
+--
+-- `lockstep lint` decides whether this is an expand migration (safe while the running
+-- application version is live) or a contract one (breaks it, so it waits until that version
+-- is gone). To state it yourself, add a phase directive comment (see docs/cli.md).
+--
+-- Safe patterns: ADD COLUMN with a constant default; CHECK (...) NOT VALID, then VALIDATE
+-- in a later migration; CREATE INDEX CONCURRENTLY; FOREIGN KEY ... NOT VALID, then VALIDATE.
+
+"""
+
+_DOWN_TEMPLATE = """\
+-- {stem}: down
+--
+-- Reverts the up migration; `lockstep rollback --to VERSION` runs it, in one transaction.
+-- Leave this file out if the change cannot be reverted (restore from a backup instead).
+
+"""

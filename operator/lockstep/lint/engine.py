@@ -1,0 +1,468 @@
+"""lint_sql: split, tokenize, parse and check each statement, then the file-level rules."""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from functools import lru_cache
+
+from sqlglot import exp
+
+from lockstep.lint import parse
+from lockstep.lint.checks import PARSED_KINDS, check_for, classify, sqlglot_lacks
+from lockstep.lint.checks.base import Context, FileState, Hit, Outcome
+from lockstep.lint.directives import Directives, Ignore, read_directives
+from lockstep.lint.facts import blocks_traffic
+from lockstep.lint.model import Finding, LintConfig, LintResult, Phase, StatementInfo
+from lockstep.lint.rules import RULES
+from lockstep.lint.split import LineIndex, RawStatement, split_statements
+from lockstep.lint.tokens import QUOTED, WORD, TokenList, TokenView, token_list
+
+_MAX_IDENTIFIER_BYTES = 63
+
+
+@dataclass(frozen=True, slots=True)
+class StatementRead:
+    """What tokenizing, classifying and parsing one statement's text gave.
+
+    `problem` is set when the text could not be tokenized (then `tokens` is None) or sqlglot
+    rejected it; `problem_offset` is where, relative to the statement. `tree` is kept only
+    for the data statements, whose checks read it.
+    """
+
+    tokens: TokenList | None
+    kind: str
+    start: int
+    problem: parse.SyntaxProblem | None
+    problem_offset: int
+    tree: exp.Expr | None
+
+
+_TREE_KINDS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "WITH"})
+
+
+@lru_cache(maxsize=8192)
+def read_statement(text: str) -> StatementRead:
+    """Tokenize, classify and parse one statement; cached by its text, since the operator
+    lints the same migrations on every reconcile (the result is never changed)."""
+    tokens = parse.tokenize(text)
+    if isinstance(tokens, parse.SyntaxProblem):
+        return StatementRead(None, "", 0, tokens, 0, None)
+    flat = token_list(tokens)
+    view = TokenView(flat, text, 0)
+    kind, start = classify(view) if view.n else ("", 0)
+    if not kind or kind not in PARSED_KINDS or sqlglot_lacks(kind, view):
+        return StatementRead(flat, kind, start, None, 0, None)
+    parsed = parse.parse(tokens, text)
+    if isinstance(parsed, parse.SyntaxProblem):
+        offset = next(
+            (
+                token.start
+                for token in tokens
+                if token.line == parsed.line and token.col == parsed.column
+            ),
+            0,
+        )
+        return StatementRead(flat, kind, start, parsed, offset, None)
+    tree = parsed if kind in _TREE_KINDS and not isinstance(parsed, exp.Command) else None
+    return StatementRead(flat, kind, start, None, 0, tree)
+
+
+def clear_caches() -> None:
+    """Forget cached statements (for benchmarks that measure a first lint)."""
+    read_statement.cache_clear()
+
+
+@dataclass
+class _Analysed:
+    raw: RawStatement
+    outcome: Outcome
+    transaction: int
+    in_explicit_block: bool
+
+
+DEFAULT_CONFIG = LintConfig()
+
+
+def lint_sql(sql: str, config: LintConfig = DEFAULT_CONFIG, path: str | None = None) -> LintResult:
+    """Lint one migration file. Never raises: problems become findings."""
+    # Parsing allocates many small objects that live until the statement is done; pausing
+    # the cycle collector meanwhile saves it from re-scanning them (a third of the run time
+    # on a large file). Reference counting still frees them.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _FileLint(sql, config, path).run()
+    except Exception as error:  # a lint bug must not stop a rollout silently: report it
+        return LintResult(
+            findings=[
+                Finding(
+                    rule="unrecognized-statement",
+                    severity="error",
+                    message=f"The lint failed on this file ({type(error).__name__}: {error}); "
+                    "nothing was checked, review it by hand.",
+                    help=RULES["unrecognized-statement"].help,
+                    line=1,
+                    column=1,
+                    statement_index=-1,
+                    path=path,
+                )
+            ],
+            statements=[],
+            phase="contract",
+        )
+    finally:
+        if collecting:
+            gc.enable()
+
+
+class _FileLint:
+    def __init__(self, sql: str, config: LintConfig, path: str | None) -> None:
+        self.sql = sql
+        self.config = config
+        self.path = path
+        self.lines = LineIndex(sql)
+        self.state = FileState()
+        self.file_hits: list[Hit] = []
+        """Hits that belong to the file (statement index -1)."""
+
+    # ---------------------------------------------------------------- the pass over statements
+
+    def run(self) -> LintResult:
+        split = split_statements(self.sql)
+        directives = read_directives(split.comments, split.statements)
+        manages = self.config.runner_manages_transactions
+        analysed: list[_Analysed] = []
+        in_block = False
+        block_id = 0
+        for raw in split.statements:
+            transaction = 0 if manages else (block_id if in_block else -(raw.index + 1))
+            self.state.transaction = transaction
+            syntax_ignored = any(
+                ignore.covers("syntax-error") for ignore in directives.for_statement(raw.index)
+            )
+            outcome = self.analyse(raw, syntax_ignored)
+            if not outcome.transactional:
+                transaction = -(raw.index + 1)
+            analysed.append(_Analysed(raw, outcome, transaction, in_block and not manages))
+            if outcome.transaction_control == "begin":
+                if not in_block:
+                    block_id = raw.index + 1
+                in_block = True
+            elif outcome.transaction_control is not None:
+                in_block = False
+        self.transaction_rules(analysed)
+        self.placement_rules(analysed)
+        self.timeout_rules(analysed)
+        self.backfill_rule(analysed)
+        phase = self.phase(analysed, directives)
+        findings = self.findings(analysed, directives)
+        statements = [self.info(item) for item in analysed]
+        return LintResult(findings=findings, statements=statements, phase=phase)
+
+    def analyse(self, raw: RawStatement, syntax_ignored: bool) -> Outcome:
+        if raw.problem is not None:
+            outcome = _unparsed()
+            outcome.hit(
+                "syntax-error",
+                raw.problem[0],
+                f"Syntax error: {raw.problem[1]} (it runs to the end of the file).",
+            )
+            return outcome
+        read = read_statement(raw.text)
+        if read.tokens is None:
+            outcome = _unparsed()
+            message = read.problem.message if read.problem else "unreadable statement"
+            outcome.hit("syntax-error", raw.start, f"Syntax error: {message}.")
+            return outcome
+        view = TokenView(read.tokens, raw.text, raw.start)
+        kind, start = read.kind, read.start
+        if not kind:
+            outcome = _unparsed()
+            outcome.hit(
+                "syntax-error",
+                raw.start,
+                f"Syntax error: {view.text_of(0, 1)!r} does not start a PostgreSQL statement.",
+            )
+            return outcome
+        syntax_hit: Hit | None = None
+        if read.problem is not None:
+            syntax_hit = Hit(
+                "syntax-error",
+                raw.start + read.problem_offset,
+                f"Syntax error: {read.problem.message}.",
+            )
+            if not syntax_ignored:
+                outcome = _unparsed()
+                outcome.hits.append(syntax_hit)
+                return outcome
+        tree = read.tree
+        outcome = Outcome(kind=kind)
+        if syntax_hit is not None:
+            outcome.hits.append(syntax_hit)
+        context = Context(view, tree, self.state, self.config, outcome, start)
+        try:
+            check_for(kind, view)(context)
+        except Exception as error:  # keep linting the other statements
+            outcome.mixed = True
+            outcome.take_lock("ACCESS EXCLUSIVE")
+            outcome.hit(
+                "unrecognized-statement",
+                raw.start,
+                f"The statement could not be analysed ({type(error).__name__}: {error}); "
+                "review it by hand.",
+            )
+        _identifier_lengths(view, outcome)
+        return outcome
+
+    # ---------------------------------------------------------------- file-level rules
+
+    def transaction_rules(self, analysed: list[_Analysed]) -> None:
+        manages = self.config.runner_manages_transactions
+        open_begin: _Analysed | None = None
+        for item in analysed:
+            control = item.outcome.transaction_control
+            if control is None:
+                continue
+            word = item.outcome.kind
+            if control == "begin":
+                if manages:
+                    item.outcome.hit(
+                        "transaction-nesting",
+                        item.raw.start,
+                        f"{word} in a migration: lockstep already runs each migration in a "
+                        "transaction.",
+                    )
+                elif open_begin is not None:
+                    item.outcome.hit(
+                        "transaction-nesting",
+                        item.raw.start,
+                        f"{word} inside the transaction opened on line "
+                        f"{self.lines.position(open_begin.raw.start)[0]}.",
+                    )
+                if open_begin is None:
+                    open_begin = item
+            else:
+                if manages:
+                    item.outcome.hit(
+                        "transaction-nesting",
+                        item.raw.start,
+                        f"{word} in a migration ends lockstep's own transaction early.",
+                    )
+                elif open_begin is None:
+                    item.outcome.hit(
+                        "transaction-nesting", item.raw.start, f"{word} without a BEGIN."
+                    )
+                open_begin = None
+        if open_begin is not None:
+            open_begin.outcome.hit(
+                "ban-uncommitted-transaction",
+                open_begin.raw.start,
+                f"{open_begin.outcome.kind} without a matching COMMIT: the changes are rolled "
+                "back when the session ends.",
+            )
+
+    def placement_rules(self, analysed: list[_Analysed]) -> None:
+        """Statements that cannot run in a transaction block, and retry safety."""
+        manages = self.config.runner_manages_transactions
+        for item in analysed:
+            outcome = item.outcome
+            if item.in_explicit_block and not outcome.transactional:
+                if outcome.kind == "CREATE INDEX":
+                    outcome.hit(
+                        "ban-concurrent-index-creation-in-transaction",
+                        item.raw.start,
+                        "CREATE INDEX CONCURRENTLY inside BEGIN ... COMMIT fails: it cannot "
+                        "run in a transaction block.",
+                    )
+                else:
+                    outcome.hit(
+                        "non-transactional-in-transaction",
+                        item.raw.start,
+                        f"{outcome.kind} cannot run inside the BEGIN ... COMMIT block around it.",
+                    )
+            runs_alone = not outcome.transactional or (not manages and not item.in_explicit_block)
+            if runs_alone and outcome.robust is False:
+                outcome.hit(
+                    "prefer-robust-stmts",
+                    item.raw.start,
+                    f"{outcome.kind} runs outside a transaction, so it is retried after a "
+                    "partial failure; without IF [NOT] EXISTS the retry fails on what the "
+                    f"first attempt left behind{outcome.robust_hint}.",
+                )
+
+    def timeout_rules(self, analysed: list[_Analysed]) -> None:
+        if self.config.runner_sets_timeouts:
+            return
+        active = {"lock_timeout": False, "statement_timeout": False}
+        rules = {
+            "lock_timeout": "require-lock-timeout",
+            "statement_timeout": "require-statement-timeout",
+        }
+        for item in analysed:
+            outcome = item.outcome
+            active.update(outcome.settings)
+            if not blocks_traffic(outcome.lock) or outcome.only_new_tables:
+                continue
+            for setting, rule in list(rules.items()):
+                if not active[setting]:
+                    outcome.hit(
+                        rule,
+                        item.raw.start,
+                        f"{outcome.kind} takes {outcome.lock} with no {setting} set before it "
+                        "in this file.",
+                    )
+                    del rules[setting]
+
+    def backfill_rule(self, analysed: list[_Analysed]) -> None:
+        """UPDATE/DELETE in the same transaction as DDL on the same table."""
+        first_ddl: dict[tuple[int, str], _Analysed] = {}
+        for item in analysed:
+            if item.outcome.transactional:
+                for table in item.outcome.ddl_tables:
+                    first_ddl.setdefault((item.transaction, table), item)
+        for item in analysed:
+            for table, offset, verb in item.outcome.data_changes:
+                if table in self.state.created_tables:
+                    continue
+                ddl = first_ddl.get((item.transaction, table))
+                if ddl is None or ddl is item or not item.outcome.transactional:
+                    continue
+                line = self.lines.position(ddl.raw.start)[0]
+                item.outcome.hit(
+                    "backfill-in-ddl-transaction",
+                    offset,
+                    f"{verb} on {table} runs in the same transaction as the {ddl.outcome.kind} "
+                    f"on line {line}, so the DDL's lock is held for the whole data change.",
+                )
+
+    def phase(self, analysed: list[_Analysed], directives: Directives) -> Phase:
+        computed: Phase = "expand"
+        for item in analysed:
+            classes = item.outcome.classes()
+            if "breaking" in classes or "data-losing" in classes:
+                computed = "contract"
+        if directives.phase is None:
+            return computed
+        if directives.phase == "expand" and computed == "contract":
+            self.file_hits.append(
+                Hit(
+                    "phase-override-unsafe",
+                    directives.phase_offset,
+                    "The file says lockstep:phase=expand but has breaking or data-losing "
+                    "statements: it would run while the old version is still live.",
+                )
+            )
+        return "contract" if directives.phase == "contract" else "expand"
+
+    # ---------------------------------------------------------------- findings and facts
+
+    def findings(self, analysed: list[_Analysed], directives: Directives) -> list[Finding]:
+        file_ignores = directives.file_level
+        kept: list[tuple[int, Hit]] = []
+        for item in analysed:
+            if not item.outcome.hits:
+                continue
+            ignores = directives.for_statement(item.raw.index)
+            for hit in item.outcome.hits:
+                if not _suppressed(hit.rule, ignores):
+                    kept.append((item.raw.index, hit))
+        for hit in self.file_hits:
+            if not _suppressed(hit.rule, file_ignores):
+                kept.append((-1, hit))
+        for ignore in directives.ignores:
+            unused = _unused(ignore)
+            if unused is not None and not _suppressed(unused.rule, file_ignores):
+                kept.append((-1 if ignore.statement is None else ignore.statement, unused))
+        overrides = self.config.severity_overrides
+        findings: list[Finding] = []
+        for index, hit in kept:
+            rule = RULES[hit.rule]
+            severity = overrides.get(hit.rule, rule.default_severity)
+            if severity is None:
+                continue
+            line, column = self.lines.position(hit.offset)
+            findings.append(
+                Finding(
+                    rule=hit.rule,
+                    severity=severity,
+                    message=hit.message,
+                    help=hit.help or rule.help,
+                    line=line,
+                    column=column,
+                    statement_index=index,
+                    path=self.path,
+                )
+            )
+        findings.sort(key=lambda finding: (finding.line, finding.column, finding.rule))
+        return findings
+
+    def info(self, item: _Analysed) -> StatementInfo:
+        outcome = item.outcome
+        line, column = self.lines.position(item.raw.start)
+        return StatementInfo(
+            index=item.raw.index,
+            text=item.raw.text,
+            line=line,
+            column=column,
+            kind=outcome.kind,
+            lock=outcome.lock,
+            transactional=outcome.transactional,
+            classes=outcome.classes(),
+            rewrites=outcome.rewrites,
+            tables=tuple(outcome.tables),
+            concurrent_index=outcome.concurrent_index,
+            if_not_exists=outcome.if_not_exists,
+        )
+
+
+def _unparsed() -> Outcome:
+    # Unknown effect: assume the strongest lock, and no class (not known to be additive).
+    outcome = Outcome(kind="UNPARSED", lock="ACCESS EXCLUSIVE")
+    outcome.mixed = True
+    return outcome
+
+
+def _suppressed(rule: str, ignores: list[Ignore]) -> bool:
+    for ignore in ignores:
+        if ignore.covers(rule):
+            ignore.used.add(rule)
+            return True
+    return False
+
+
+def _unused(ignore: Ignore) -> Hit | None:
+    problems: list[str] = []
+    if ignore.unknown:
+        problems.append(f"unknown rule id(s) {', '.join(ignore.unknown)}")
+    scope = "in this file" if ignore.file_level else "on the next statement"
+    if ignore.statement is None and not ignore.file_level:
+        problems.append("no statement follows it")
+    elif ignore.rules is None:
+        if not ignore.used:
+            problems.append(f"no finding {scope} to suppress")
+    else:
+        unused = sorted(ignore.rules - ignore.used - {"unused-ignore"})
+        if unused:
+            problems.append(f"no {', '.join(unused)} finding {scope}")
+    if not problems:
+        return None
+    return Hit(
+        "unused-ignore", ignore.offset, f"Ignore comment suppresses nothing: {'; '.join(problems)}."
+    )
+
+
+def _identifier_lengths(view: TokenView, outcome: Outcome) -> None:
+    seen: set[str] = set()
+    for i in range(view.n):
+        text = view.texts[i]
+        if len(text) <= 15 or view.kinds[i] not in (WORD, QUOTED):
+            continue
+        if len(text.encode()) > _MAX_IDENTIFIER_BYTES and text not in seen:
+            seen.add(text)
+            outcome.hit(
+                "identifier-too-long",
+                view.offset(i),
+                f"Identifier {text[:20]}... is {len(text.encode())} bytes; PostgreSQL "
+                f"truncates it to {_MAX_IDENTIFIER_BYTES}.",
+            )
