@@ -508,11 +508,13 @@ CASES: list[Case] = [
         "duplicate assignments",
         "UPDATE users SET name = 'a', name = 'b' WHERE id = 1;\n"
         "INSERT INTO users (id, id) VALUES (1, 2);\n"
-        "CREATE TABLE twice (id bigint, id text);",
+        "CREATE TABLE twice (id bigint, id text);\n"
+        "ALTER TABLE profiles ADD COLUMN nick text, ADD COLUMN nick text;",
         [
             ("ban-duplicate-column-assignments", 1),
             ("ban-duplicate-column-assignments", 2),
             ("ban-duplicate-column-assignments", 3),
+            ("ban-duplicate-column-assignments", 4),
         ],
     ),
     # ------------------------------------------------------------ types and style
@@ -713,6 +715,11 @@ CASES: list[Case] = [
         "unknown ALTER TABLE action",
         "ALTER TABLE users FROBNICATE everything;",
         [("unrecognized-statement", 1)],
+    ),
+    Case(
+        "byte-order mark and CRLF line ends",
+        "\ufeffALTER TABLE users DROP COLUMN a;\r\nALTER TABLE users DROP COLUMN b;\r\n",
+        [("ban-drop-column", 1), ("ban-drop-column", 2)],
     ),
     Case(
         "phase override on a breaking file",
@@ -1129,7 +1136,7 @@ def test_phase_and_backup(sql: str, phase: str, needs_backup: bool) -> None:
 
 
 def test_result_counts() -> None:
-    result = lint_sql("ALTER TABLE users DROP COLUMN a;\nCREATE TABLE t (id integer);", BASE)
+    result = lint_sql("CREATE INDEX i ON users (a);\nCREATE TABLE t (id integer);", BASE)
     assert (result.errors, result.warnings, result.has_errors) == (1, 1, True)
     clean = lint_sql("SELECT 1;")
     assert (clean.errors, clean.warnings, clean.has_errors) == (0, 0, False)
@@ -1139,16 +1146,16 @@ def test_result_counts() -> None:
 
 
 def test_severity_changes() -> None:
-    sql = "ALTER TABLE users DROP COLUMN a;\nCREATE TABLE public.t (id integer);"
+    sql = "CREATE INDEX i ON public.users (a);\nCREATE TABLE public.t (id integer);"
     default = {f.rule: f.severity for f in lint_sql(sql, BASE).findings}
-    assert default == {"ban-drop-column": "error", "prefer-bigint-over-int": "warning"}
+    assert default == {"require-concurrent-index-creation": "error", "prefer-bigint-over-int": "warning"}
     changed = LintConfig(
         errors=frozenset({"prefer-bigint-over-int"}),
-        warnings=frozenset({"ban-drop-column"}),
+        warnings=frozenset({"require-concurrent-index-creation"}),
         ignore=frozenset({"require-table-schema"}),
     )
     swapped = {f.rule: f.severity for f in lint_sql(sql, changed).findings}
-    assert swapped == {"ban-drop-column": "warning", "prefer-bigint-over-int": "error"}
+    assert swapped == {"require-concurrent-index-creation": "warning", "prefer-bigint-over-int": "error"}
 
 
 def test_ignore_wins_over_errors() -> None:
@@ -1177,3 +1184,35 @@ def test_bad_version_is_rejected() -> None:
 def test_lists_are_accepted_as_rule_sets() -> None:
     config = LintConfig(ignore=["ban-drop-column"])  # type: ignore[arg-type]
     assert config.ignore == frozenset({"ban-drop-column"})
+
+
+def test_the_statement_cache_does_not_change_results() -> None:
+    sql = "ALTER TABLE public.users ADD COLUMN score bigint DEFAULT 0;"
+    old = lint_sql(sql, OLD_PG)
+    new = lint_sql(sql, BASE)
+    again = lint_sql(sql, OLD_PG)
+    assert found(old) == found(again) == [("adding-field-with-default", 1)]
+    assert found(new) == []
+    assert old.statements == again.statements
+
+
+def test_breaking_findings_are_warnings_in_a_contract_migration_that_lockstep_orders() -> None:
+    result = lint_sql("ALTER TABLE users DROP COLUMN name;")
+    assert result.phase == "contract"
+    (finding,) = [f for f in result.findings if f.rule == "ban-drop-column"]
+    assert finding.severity == "warning"
+    assert "after the old version is gone" in finding.message
+    assert not result.has_errors
+
+
+def test_breaking_findings_stay_errors_when_raised_or_when_the_runner_does_not_order_contract() -> None:
+    raised = lint_sql("ALTER TABLE users DROP COLUMN name;", LintConfig(errors=frozenset({"ban-drop-column"})))
+    assert raised.has_errors
+    plain = lint_sql("ALTER TABLE users DROP COLUMN name;", LintConfig(runner_orders_contract=False))
+    assert plain.has_errors
+
+
+def test_locking_findings_stay_errors_in_a_contract_migration() -> None:
+    result = lint_sql("ALTER TABLE users DROP COLUMN name;\nALTER TABLE users ALTER COLUMN id TYPE text;")
+    assert result.phase == "contract"
+    assert any(f.rule == "changing-column-type" and f.severity == "error" for f in result.findings)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -14,7 +13,7 @@ from lockstep.lint.checks.base import Context, FileState, Hit, Outcome
 from lockstep.lint.directives import Directives, Ignore, read_directives
 from lockstep.lint.facts import blocks_traffic
 from lockstep.lint.model import Finding, LintConfig, LintResult, Phase, StatementInfo
-from lockstep.lint.rules import RULES
+from lockstep.lint.rules import COMPATIBILITY_RULES, RULES
 from lockstep.lint.split import LineIndex, RawStatement, split_statements
 from lockstep.lint.tokens import QUOTED, WORD, TokenList, TokenView, token_list
 
@@ -86,11 +85,6 @@ DEFAULT_CONFIG = LintConfig()
 
 def lint_sql(sql: str, config: LintConfig = DEFAULT_CONFIG, path: str | None = None) -> LintResult:
     """Lint one migration file. Never raises: problems become findings."""
-    # Parsing allocates many small objects that live until the statement is done; pausing
-    # the cycle collector meanwhile saves it from re-scanning them (a third of the run time
-    # on a large file). Reference counting still frees them.
-    collecting = gc.isenabled()
-    gc.disable()
     try:
         return _FileLint(sql, config, path).run()
     except Exception as error:  # a lint bug must not stop a rollout silently: report it
@@ -111,9 +105,6 @@ def lint_sql(sql: str, config: LintConfig = DEFAULT_CONFIG, path: str | None = N
             statements=[],
             phase="contract",
         )
-    finally:
-        if collecting:
-            gc.enable()
 
 
 class _FileLint:
@@ -156,7 +147,7 @@ class _FileLint:
         self.timeout_rules(analysed)
         self.backfill_rule(analysed)
         phase = self.phase(analysed, directives)
-        findings = self.findings(analysed, directives)
+        findings = self.findings(analysed, directives, phase)
         statements = [self.info(item) for item in analysed]
         return LintResult(findings=findings, statements=statements, phase=phase)
 
@@ -357,7 +348,9 @@ class _FileLint:
 
     # ---------------------------------------------------------------- findings and facts
 
-    def findings(self, analysed: list[_Analysed], directives: Directives) -> list[Finding]:
+    def findings(
+        self, analysed: list[_Analysed], directives: Directives, phase: Phase
+    ) -> list[Finding]:
         file_ignores = directives.file_level
         kept: list[tuple[int, Hit]] = []
         for item in analysed:
@@ -381,12 +374,25 @@ class _FileLint:
             severity = overrides.get(hit.rule, rule.default_severity)
             if severity is None:
                 continue
+            message = hit.message
+            if (
+                phase == "contract"
+                and self.config.runner_orders_contract
+                and hit.rule in COMPATIBILITY_RULES
+                and hit.rule not in overrides
+                and severity == "error"
+            ):
+                severity = "warning"
+                message += (
+                    " As a contract migration it runs only after the old version is gone, "
+                    "with a backup first."
+                )
             line, column = self.lines.position(hit.offset)
             findings.append(
                 Finding(
                     rule=hit.rule,
                     severity=severity,
-                    message=hit.message,
+                    message=message,
                     help=hit.help or rule.help,
                     line=line,
                     column=column,
@@ -453,10 +459,12 @@ def _unused(ignore: Ignore) -> Hit | None:
 
 
 def _identifier_lengths(view: TokenView, outcome: Outcome) -> None:
+    if view.longest <= _MAX_IDENTIFIER_BYTES // 4:
+        return  # no character takes more than 4 bytes in UTF-8
     seen: set[str] = set()
     for i in range(view.n):
         text = view.texts[i]
-        if len(text) <= 15 or view.kinds[i] not in (WORD, QUOTED):
+        if len(text) <= _MAX_IDENTIFIER_BYTES // 4 or view.kinds[i] not in (WORD, QUOTED):
             continue
         if len(text.encode()) > _MAX_IDENTIFIER_BYTES and text not in seen:
             seen.add(text)

@@ -171,7 +171,7 @@ def parse_type(view: TokenView, start: int, end: int) -> PgType | None:
     if name.startswith("float") and name not in ("float4", "float8"):
         name = "float8" if params is None or params[0] > 24 else "float4"
         params = None
-    return PgType(name, params, array, view.text_of(start, end).strip())
+    return PgType(name, params, array, " ".join(view.text_of(start, end).split()))
 
 
 def type_change_is_safe(old: PgType, new: PgType) -> bool:
@@ -458,7 +458,7 @@ def read_default(view: TokenView, start: int, end: int) -> DefaultValue:
             elif name not in NON_VOLATILE_FUNCTIONS:
                 unknown.append(name)
     return DefaultValue(
-        text=view.text_of(start, end).strip(),
+        text=" ".join(view.text_of(start, end).split()),
         offset=view.offset(start),
         is_null=is_null,
         volatile=tuple(dict.fromkeys(volatile)),

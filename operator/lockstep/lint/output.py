@@ -93,6 +93,5 @@ def format_github(results: Sequence[tuple[str | None, LintResult]]) -> str:
                     f"title={_escape_property(finding.rule)}",
                 )
             )
-            message = _escape_data(f"{finding.message} Help: {finding.help}")
-            lines.append(f"::{command} {properties}::{message}")
+            lines.append(f"::{command} {properties}::{_escape_data(finding.message)}")
     return "\n".join(lines) + ("\n" if lines else "")

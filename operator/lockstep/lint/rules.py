@@ -23,6 +23,22 @@ class Rule:
     source: str
 
 
+# Rules whose only danger is breaking the application version that is running now. In a
+# contract migration lockstep runs the statement after that version is gone (and after a
+# backup), so there these findings are warnings, unless `errors` raises them again.
+COMPATIBILITY_RULES = frozenset(
+    {
+        "ban-drop-column",
+        "ban-drop-table",
+        "ban-drop-not-null",
+        "renaming-column",
+        "renaming-table",
+        "renaming-schema",
+        "renaming-enum-value",
+    }
+)
+
+
 _CATALOG: tuple[Rule, ...] = (
     # ------------------------------------------------------------------ adding columns
     Rule(

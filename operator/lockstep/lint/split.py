@@ -24,7 +24,7 @@ _LINE_END = re.compile(r"\n")
 _BLOCK_EDGE = re.compile(r"/\*|\*/")
 _ESCAPE_STRING_STOP = re.compile(r"[\\']")
 _ATOMIC_AFTER_BEGIN = re.compile(r"\s+atomic(?![\w$])", re.IGNORECASE)
-_NON_SPACE = re.compile(r"\S")
+_NON_SPACE = re.compile(r"[^\s\ufeff]")  # a byte-order mark is not part of a statement
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,10 @@ class TokenList:
     starts: tuple[int, ...]
     ends: tuple[int, ...]
     depth: tuple[int, ...]
+    closers: dict[int, int]
+    """Index of an opening bracket -> index of the bracket that closes it."""
+    longest: int
+    """Length of the longest token text."""
 
 
 def token_list(tokens: Sequence[Token]) -> TokenList:
@@ -62,12 +66,14 @@ def token_list(tokens: Sequence[Token]) -> TokenList:
     starts: list[int] = []
     ends: list[int] = []
     depth: list[int] = []
+    add_word, add_text, add_kind = words.append, texts.append, kinds.append
+    add_start, add_end, add_depth = starts.append, ends.append, depth.append
+    closers: dict[int, int] = {}
+    opened: list[int] = []
     level = 0
     for token in tokens:
         text = token.text
         token_type = token.token_type
-        start = token.start
-        end = token.end + 1
         if token_type in _STRING_TYPES:
             word, kind = "", STRING
         elif token_type is TokenType.IDENTIFIER:
@@ -75,38 +81,60 @@ def token_list(tokens: Sequence[Token]) -> TokenList:
         elif token_type is TokenType.NUMBER:
             word, kind = "", NUMBER
         elif text[:1].isalpha() or text[:1] == "_":
+            word, kind = text.upper(), WORD
             if " " in text or "\t" in text or "\n" in text:
                 # sqlglot's multi-word keywords: one entry per word
-                for part in text.split():
-                    words.append(part.upper())
-                    texts.append(part)
-                    kinds.append(WORD)
-                    starts.append(start)
-                    ends.append(end)
-                    depth.append(level)
-                continue
-            word, kind = text.upper(), WORD
+                for part in text.split()[:-1]:
+                    add_word(part.upper())
+                    add_text(part)
+                    add_kind(WORD)
+                    add_start(token.start)
+                    add_end(token.end + 1)
+                    add_depth(level)
+                text = text.split()[-1]
+                word = text.upper()
         else:
             word, kind = text, SYMBOL
             if word in _CLOSE and level:
                 level -= 1
-        words.append(word)
-        texts.append(text)
-        kinds.append(kind)
-        starts.append(start)
-        ends.append(end)
-        depth.append(level)
+                closers[opened.pop()] = len(words)
+        add_word(word)
+        add_text(text)
+        add_kind(kind)
+        add_start(token.start)
+        add_end(token.end + 1)
+        add_depth(level)
         if kind == SYMBOL and word in _OPEN:
+            opened.append(len(words) - 1)
             level += 1
     return TokenList(
-        tuple(words), tuple(texts), tuple(kinds), tuple(starts), tuple(ends), tuple(depth)
+        tuple(words),
+        tuple(texts),
+        tuple(kinds),
+        tuple(starts),
+        tuple(ends),
+        tuple(depth),
+        closers,
+        max(map(len, texts), default=0),
     )
 
 
 class TokenView:
     """A statement's tokens placed in the file: `offset(i)` is token i's file offset."""
 
-    __slots__ = ("base", "depth", "ends", "kinds", "n", "source", "starts", "texts", "words")
+    __slots__ = (
+        "base",
+        "closers",
+        "depth",
+        "ends",
+        "kinds",
+        "longest",
+        "n",
+        "source",
+        "starts",
+        "texts",
+        "words",
+    )
 
     def __init__(self, tokens: TokenList, source: str, base: int) -> None:
         self.words = tokens.words
@@ -115,6 +143,8 @@ class TokenView:
         self.starts = tokens.starts
         self.ends = tokens.ends
         self.depth = tokens.depth
+        self.closers = tokens.closers
+        self.longest = tokens.longest
         self.n = len(tokens.words)
         self.source = source
         self.base = base
@@ -168,11 +198,7 @@ class TokenView:
 
     def close_of(self, i: int) -> int:
         """Index of the bracket that closes the one at i (n when unbalanced)."""
-        level = self.depth[i]
-        for j in range(i + 1, self.n):
-            if self.depth[j] == level and self.words[j] in _CLOSE:
-                return j
-        return self.n
+        return self.closers.get(i, self.n)
 
     def after_group(self, i: int) -> int:
         """Index after the bracketed group that opens at i (i itself if none opens there)."""

@@ -187,7 +187,7 @@ _SQLGLOT_GAPS: tuple[tuple[str, ...], ...] = (
     ("SET", "DEFAULT", "("),
     ("ON", "ONLY"),
 )
-_GAP_WORDS = frozenset(gap[0] for gap in _SQLGLOT_GAPS)
+_GAP_WORDS = frozenset(gap[0] for gap in _SQLGLOT_GAPS) | {"INTERVAL"}
 _INTERVAL_FIELDS = frozenset({"YEAR", "MONTH", "DAY", "HOUR", "MINUTE", "SECOND"})
 
 
@@ -204,10 +204,12 @@ def sqlglot_lacks(kind: str, view: TokenView) -> bool:
         as_at = view.find("AS", 0)
         if with_at != -1 and view.word(with_at + 1) == "(" and (as_at == -1 or with_at < as_at):
             return True
+    if _GAP_WORDS.isdisjoint(words):
+        return False
     for i, word in enumerate(words):
-        if word in _GAP_WORDS and any(view.at(i, *gap) for gap in _SQLGLOT_GAPS):
-            return True
         if word == "INTERVAL" and view.word(i + 1) in _INTERVAL_FIELDS:
+            return True
+        if word in _GAP_WORDS and any(view.at(i, *gap) for gap in _SQLGLOT_GAPS):
             return True
     return False
 

@@ -163,6 +163,7 @@ class _AlterTable:
         self.set_not_nulls: set[str] = set()
         self.robust_parts: list[bool] = []
         self.dropped_if_exists: set[str] = set()
+        self.added_columns: set[str] = set()
 
     def lock(self, mode: str) -> None:
         self.outcome.take_lock(mode)
@@ -245,10 +246,18 @@ class _AlterTable:
         if column is None:
             ctx.unrecognized(start, "ADD COLUMN")
             return
+        if column.name in self.added_columns:
+            outcome.hit(
+                "ban-duplicate-column-assignments",
+                column.offset,
+                f"Column {column.name} is added twice in one ALTER TABLE {self.name}.",
+            )
+        self.added_columns.add(column.name)
         check_column_type(ctx, column.type, column.type_offset, column.name)
         _remember_column(ctx, self.table, column)
         if column.references is not None:
             outcome.add_table(column.references[0])
+            outcome.ddl_tables.add(bare(column.references[0]))
         outcome.mark("additive")
         if self.is_new:
             return
