@@ -2,8 +2,9 @@
 
 A backup Job runs `pg_dump --format=custom` into the backup volume and reports the dump's
 path, size and sha256 as a one-line JSON termination message, which the operator reads from
-the pod status (`parse_result`). A restore Job checks the dump's sha256 first, then runs
-`pg_restore` into the database in one transaction.
+the pod status (`parse_result`). A restore Job checks the dump's sha256 first, then brings the
+database back to exactly the dump's content in one transaction (every user schema dropped,
+the dump replayed with psql).
 
 The scripts take every filesystem path from an environment variable set in the Job, never a
 literal path, so the same script runs unchanged on a test machine with other paths. The
@@ -272,9 +273,32 @@ measure "$BACKUP_FILE" || fail "cannot read the dump $path"
 [ "$sum" = "$EXPECTED_SHA256" ] \
   || fail "dump $path has sha256 $sum but $EXPECTED_SHA256 was expected: not restoring it"
 
-pg_restore --clean --if-exists --no-owner --single-transaction --exit-on-error --no-password \
-  --dbname="$DATABASE_URL" "$BACKUP_FILE" 2> "$errors" \
-  || fail "pg_restore failed, nothing was changed: $(summary "$errors")"
+# The database goes back to exactly what the dump holds: objects created after the backup
+# (a table a later migration added, say) would otherwise survive pg_restore --clean. So every
+# user schema is dropped and the dump replayed, in one transaction: all of it or nothing.
+script="$TMPDIR/lockstep-restore.sql"
+reset="$TMPDIR/lockstep-reset.sql"
+pg_restore --clean --if-exists --no-owner --file="$script" "$BACKUP_FILE" 2> "$errors" \
+  || fail "cannot read the dump $path: $(summary "$errors")"
+cat > "$reset" <<'SQL'
+DO $reset$
+DECLARE
+  schema_name text;
+BEGIN
+  FOR schema_name IN
+    SELECT nspname FROM pg_namespace
+    WHERE nspname NOT LIKE 'pg\_%' AND nspname <> 'information_schema'
+  LOOP
+    EXECUTE format('DROP SCHEMA %I CASCADE', schema_name);
+  END LOOP;
+  CREATE SCHEMA public;
+END
+$reset$;
+SQL
+psql --no-psqlrc --quiet --single-transaction --set=ON_ERROR_STOP=1 --no-password \
+  --dbname="$DATABASE_URL" --file="$reset" --file="$script" > "$TMPDIR/lockstep-restore.out" \
+  2> "$errors" \
+  || fail "restore failed, nothing was changed: $(summary "$errors")"
 
 result "$path" "$size" "$sum"
 """

@@ -148,3 +148,23 @@ def test_an_error_spike_rolls_the_schema_back_with_down_migrations_when_asked(
     dbm = k.status("dbm", "shop-db")
     assert dbm["heldAt"] == "001" and dbm["lastRequest"]["outcome"].startswith("Succeeded")
     assert k.condition("fr", "web", "Degraded") == "True"
+
+
+def test_an_error_spike_restores_the_pre_release_backup_when_the_policy_says_restore(
+    k: Kubectl, v1_live: str, prometheus: PrometheusServer, traffic: TrafficClient
+) -> None:
+    with psycopg.connect(v1_live, autocommit=True) as conn:
+        conn.execute("INSERT INTO users (name) VALUES ('ada'), ('grace')")
+    traffic.set_app(k.namespace, "web", service="web", rps=50, error_ratio={"v2": 0.5})
+    k.apply(database_migration([CREATE_USERS, ADD_EMAIL]),
+            release("v2", {"targetVersion": "002"}, prometheus, k.namespace,
+                    rollback={"automatic": True, "database": "restore"}))
+    k.wait_for("RolledBack", lambda: k.status("fr", "web").get("phase") == "RolledBack", timeout=180)
+    k.wait_for("the backup restored", lambda: versions(v1_live) == ["001"], timeout=60)
+    assert "email" not in columns(v1_live)
+    with psycopg.connect(v1_live) as conn:
+        assert [r[0] for r in conn.execute("select name from users order by id")] == ["ada", "grace"]
+    dbm = k.status("dbm", "shop-db")
+    assert dbm["lastRequest"]["action"] == "rollback:restore"
+    assert "writes made after" in dbm["lastRequest"]["outcome"]
+    assert any(e["reason"] == "RolledBack" for e in k.events("shop-db"))

@@ -326,9 +326,9 @@ def test_the_restore_job_checks_the_recorded_dump() -> None:
     assert env["BACKUP_FILE"] == "/backups/shop/shop-backup-20260101120000.dump"
     assert env["EXPECTED_SHA256"] == SHA
     script = container(job)["command"][2]
-    assert (
-        "pg_restore --clean --if-exists --no-owner --single-transaction --exit-on-error" in script
-    )
+    assert "pg_restore --clean --if-exists --no-owner --file=" in script
+    assert "psql --no-psqlrc --quiet --single-transaction --set=ON_ERROR_STOP=1" in script
+    assert "DROP SCHEMA %I CASCADE" in script
     assert script.index("EXPECTED_SHA256") < script.index("pg_restore --clean")
     assert job["spec"]["backoffLimit"] == 0
     assert job["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 70
