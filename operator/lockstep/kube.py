@@ -16,7 +16,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from . import API_VERSION, GROUP, VERSION
-from .api.base import timestamp
+from .api.base import now as utcnow
 from .redact import redact
 
 FIELD_MANAGER = "lockstep"
@@ -94,7 +94,8 @@ class Kube:
 
     def event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
         """Post a core/v1 Event about `ref` (never raises: Events are best effort)."""
-        now = timestamp()
+        moment = utcnow()
+        now = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {
             "apiVersion": "v1",
             "kind": "Event",
@@ -112,6 +113,9 @@ class Kube:
             "source": {"component": "lockstep"},
             "reportingComponent": "lockstep.dev/operator",
             "reportingInstance": "lockstep",
+            "action": reason,
+            # microseconds: Events of one reconciliation sort in the order they happened
+            "eventTime": moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "firstTimestamp": now,
             "lastTimestamp": now,
             "count": 1,
