@@ -89,3 +89,11 @@ def test_cel_rules_guard_what_the_schema_alone_cannot() -> None:
     assert "has(self.migrations) != has(self.configMapRef)" in text
     assert "self.min <= self.max" in text
     assert "previewService != self.service" in text
+
+
+def test_the_api_reference_is_generated_from_the_models() -> None:
+    from lockstep.api.reference import reference_markdown
+
+    assert (REPO / "docs" / "reference.md").read_text() == reference_markdown(), (
+        "docs/reference.md drifted: run `python -m lockstep.api.reference > docs/reference.md`"
+    )
