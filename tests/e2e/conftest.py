@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.e2e.releases import APP, Timeline, WebApp
 from tests.env.cluster import Cluster
 from tests.env.operator_runner import OperatorProcess, install_rbac, service_account_kubeconfig
 from tests.env.processes import wait_until
+from tests.env.prometheus import PrometheusServer
+from tests.env.traffic import TrafficClient
 
 
 @pytest.fixture(scope="session")
@@ -85,3 +88,21 @@ class Kubectl:
 @pytest.fixture
 def k(cluster: Cluster, namespace: str) -> Kubectl:
     return Kubectl(cluster, namespace)
+
+
+@pytest.fixture
+def web(
+    cluster: Cluster,
+    k: Kubectl,
+    traffic: TrafficClient,
+    prometheus: PrometheusServer,
+    operator: OperatorProcess,
+) -> Iterator[WebApp]:
+    """The app "web" in the test namespace, released by a FeatureRelease (tests/e2e/releases.py),
+    with simulated clients and a timeline of the namespace recorded for the whole test."""
+    with Timeline(cluster.kubeconfig, k.namespace) as timeline:
+        try:
+            yield WebApp(cluster, k, traffic, prometheus.url, timeline)
+        finally:
+            traffic.remove_app(k.namespace, APP)
+    timeline.check()

@@ -97,12 +97,25 @@ def kwok_stages(base_stages: Path) -> list[dict[str, Any]]:
     return stages
 
 
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [{"level": "Metadata"}],
+}
+
+
 @dataclass
 class Cluster:
-    """A running control plane; `kubeconfig` is the admin kubeconfig."""
+    """A running control plane; `kubeconfig` is the admin kubeconfig.
+
+    With `audit_log`, kube-apiserver writes a Metadata-level audit event of every request, as
+    JSON lines, to `audit_log_path` (stages ResponseStarted, for watches, and ResponseComplete).
+    """
 
     base_dir: Path
     nodes: int = 2
+    audit_log: bool = False
     bin_dir: Path = field(init=False)
     kubeconfig: Path = field(init=False)
     api_port: int = field(init=False)
@@ -149,6 +162,7 @@ class Cluster:
                 "--enable-priority-and-fairness=false",
                 "--max-requests-inflight=2000", "--max-mutating-requests-inflight=1000",
                 "--event-ttl=1h",
+                *self._audit_flags(),
             ], logs)
             wait_until(lambda: self._api_ready(apiserver), timeout=120,
                        what="kube-apiserver /readyz")
@@ -186,6 +200,22 @@ class Cluster:
             raise
 
     # ------------------------------------------------------------------ helpers
+
+    @property
+    def audit_log_path(self) -> Path:
+        return self.base_dir / "logs" / "audit.log"
+
+    def _audit_flags(self) -> list[str]:
+        if not self.audit_log:
+            return []
+        policy = self.base_dir / "audit-policy.yaml"
+        policy.write_text(yaml.safe_dump(AUDIT_POLICY))
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log_path}",
+            "--audit-log-format=json",
+            "--audit-log-maxsize=0",
+        ]
 
     def _start(self, name: str, args: list[str], logs: Path) -> Process:
         process = Process(name, [str(self.bin_dir / name), *args], logs)

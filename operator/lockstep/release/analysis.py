@@ -1,8 +1,9 @@
 """Analysis verdicts from measurements: pure functions, no Prometheus I/O here.
 
 An error (Prometheus unreachable, a bad query, no data when `noData: error`) never counts as a
-success: the analysis only passes after its duration with a clean last round, and it aborts
-after `consecutiveErrorLimit` erroring rounds in a row.
+success: the analysis only passes with a clean round taken at the end of its duration, and it
+aborts after `consecutiveErrorLimit` erroring rounds in a row. Rounds come every interval, the
+first one interval after the analysis starts (the switch), when the new colour has metrics.
 """
 
 from __future__ import annotations
@@ -97,23 +98,29 @@ def verdict(status: AnalysisStatus, analysis: Analysis, now: datetime) -> Verdic
     if status.consecutive_errors >= analysis.consecutive_error_limit:
         return "errored"
     started = parse_timestamp(status.started_at) if status.started_at else now
+    interval = seconds(analysis.interval)
     if status.last_measured_at is None:
-        return "measure"
-    elapsed = (now - started).total_seconds()
+        # The first round comes one interval after the switch: at the switch the new colour
+        # has served nothing yet, and a rate() over its requests has no data.
+        return "measure" if (now - started).total_seconds() >= interval else "wait"
+    last = parse_timestamp(status.last_measured_at)
+    # Passing needs a clean round taken at the end of the duration or later: after a pause or
+    # an outage the release is judged on a fresh measurement, and never on a failing one.
+    last_round = [m for m in status.measurements if m.at == status.last_measured_at]
     if (
-        elapsed >= seconds(analysis.duration)
-        and status.consecutive_errors == 0
-        and status.successful > 0
+        (last - started).total_seconds() >= seconds(analysis.duration)
+        and last_round
+        and all(m.phase == "Successful" for m in last_round)
     ):
         return "passed"
-    since_last = (now - parse_timestamp(status.last_measured_at)).total_seconds()
-    return "measure" if since_last >= seconds(analysis.interval) else "wait"
+    return "measure" if (now - last).total_seconds() >= interval else "wait"
 
 
 def seconds_until_next_round(status: AnalysisStatus, analysis: Analysis, now: datetime) -> float:
-    if status.last_measured_at is None:
+    last = status.last_measured_at or status.started_at
+    if last is None:
         return 0.0
-    since_last = (now - parse_timestamp(status.last_measured_at)).total_seconds()
+    since_last = (now - parse_timestamp(last)).total_seconds()
     return max(0.0, seconds(analysis.interval) - since_last)
 
 

@@ -188,6 +188,9 @@ class Machine:
             self.d.health, self.d.reason = Health.PAUSED, "Paused"
             self.say(f"Paused at step {self.st.step}: remove the annotation lockstep.dev/paused")
             return self.finish()
+        if self.resumed():
+            # time spent paused does not count against the step (its progress deadline)
+            self.st.step_started_at = self.ts()
 
         self.handle_request()
         # Steps advance through several states in one evaluation when nothing needs waiting.
@@ -197,6 +200,13 @@ class Machine:
             if self.st.step == step:
                 break
         return self.finish()
+
+    def resumed(self) -> bool:
+        """The last evaluation was held by the pause annotation, this one is not."""
+        return any(
+            c.type == "Reconciling" and c.status == "True" and c.reason == "Paused"
+            for c in self.st.conditions
+        )
 
     def finish(self) -> Decision:
         health, reason = self.d.health, self.d.reason

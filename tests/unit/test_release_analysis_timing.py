@@ -1,0 +1,73 @@
+"""When analysis rounds are taken: one interval after the switch, then every interval; a pass
+needs a clean round at the end of the duration or later."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from lockstep.api.base import timestamp
+from lockstep.api.release import Analysis, AnalysisStatus
+from lockstep.release.analysis import (
+    QueryResult,
+    record_round,
+    seconds_until_next_round,
+    verdict,
+)
+
+SWITCH = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+ANALYSIS = Analysis.model_validate(
+    {
+        "prometheus": {"address": "http://prometheus:9090"},
+        "interval": "2s",
+        "duration": "10s",
+        "metrics": [{"name": "error-ratio", "query": "errors", "max": 0.05}],
+    }
+)
+
+
+def at(seconds: float) -> datetime:
+    return SWITCH + timedelta(seconds=seconds)
+
+
+def started() -> AnalysisStatus:
+    return AnalysisStatus(started_at=timestamp(SWITCH))
+
+
+def measured(status: AnalysisStatus, seconds: float, value: float = 0.0) -> AnalysisStatus:
+    return record_round(status, ANALYSIS, [QueryResult("error-ratio", value=value)], at(seconds))
+
+
+def test_the_first_round_comes_one_interval_after_the_switch() -> None:
+    status = started()
+    assert verdict(status, ANALYSIS, at(0)) == "wait"
+    assert seconds_until_next_round(status, ANALYSIS, at(0.5)) == 1.5
+    assert verdict(status, ANALYSIS, at(2)) == "measure"
+
+
+def test_rounds_cover_the_whole_duration_before_a_pass() -> None:
+    status = started()
+    rounds = 0
+    for second in range(0, 13):
+        outcome = verdict(status, ANALYSIS, at(second))
+        if outcome == "measure":
+            status = measured(status, second)
+            rounds += 1
+            outcome = verdict(status, ANALYSIS, at(second))
+        if outcome == "passed":
+            break
+    assert (outcome, second, rounds) == ("passed", 10, 5)
+
+
+def test_after_a_long_pause_a_fresh_round_is_taken_before_passing() -> None:
+    status = measured(started(), 2)
+    assert verdict(status, ANALYSIS, at(60)) == "measure"
+    assert verdict(measured(status, 60), ANALYSIS, at(60)) == "passed"
+
+
+def test_a_failing_last_round_within_the_failure_limit_is_no_pass() -> None:
+    status = measured(started(), 10, value=0.5)
+    assert (status.failed, ANALYSIS.failure_limit) == (1, 2)
+    assert verdict(status, ANALYSIS, at(10)) == "wait"
+    assert verdict(status, ANALYSIS, at(12)) == "measure"
+    assert verdict(measured(status, 12), ANALYSIS, at(12)) == "passed"
+    assert verdict(measured(status, 12, value=0.5), ANALYSIS, at(12)) == "failed"
