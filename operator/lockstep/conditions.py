@@ -50,7 +50,9 @@ def conditions_for(
     degraded = health is Health.DEGRADED
     fresh = [
         _condition("Ready", ready, reason if not ready else "Ready", message, generation, at),
-        _condition("Reconciling", reconciling, reason, message if reconciling else "", generation, at),
+        _condition(
+            "Reconciling", reconciling, reason, message if reconciling else "", generation, at
+        ),
         _condition("Stalled", stalled, reason, message if stalled else "", generation, at),
         _condition("Degraded", degraded, reason, message if degraded else "", generation, at),
     ]
@@ -59,10 +61,12 @@ def conditions_for(
     for condition in fresh:
         before = old.get(condition.type)
         if before is not None and before.status == condition.status:
-            condition = condition.model_copy(
+            kept = condition.model_copy(
                 update={"last_transition_time": before.last_transition_time}
             )
-        result.append(condition)
+            result.append(kept)
+        else:
+            result.append(condition)
     return result
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -54,9 +54,9 @@ def load_api_client(pool_size: int = 32) -> client.ApiClient:
     """In-cluster credentials when running in a pod, else the kubeconfig."""
     configuration = client.Configuration()
     try:
-        config.load_incluster_config(client_configuration=configuration)
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config(client_configuration=configuration)
+        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     configuration.connection_pool_maxsize = pool_size
     return client.ApiClient(configuration)
 
@@ -121,15 +121,21 @@ class Kube:
             "count": 1,
         }
         try:
-            self.core.create_namespaced_event(ref.namespace, body)
+            self.core.create_namespaced_event(ref.namespace, cast(Any, body))
         except ApiException as exc:
-            log.warning("Posting event %s on %s/%s failed: %s", reason, ref.namespace, ref.name, exc.reason)
+            log.warning(
+                "Posting event %s on %s/%s failed: %s", reason, ref.namespace, ref.name, exc.reason
+            )
 
     # ------------------------------------------------------------------ children
 
     def apply(self, body: dict[str, Any]) -> None:
         """Server-side apply an apps/v1 Deployment or a v1 Service fragment we own fields of."""
-        kind, namespace, name = body["kind"], body["metadata"]["namespace"], body["metadata"]["name"]
+        kind, namespace, name = (
+            body["kind"],
+            body["metadata"]["namespace"],
+            body["metadata"]["name"],
+        )
         if kind == "Deployment":
             self.apps.patch_namespaced_deployment(
                 name, namespace, body, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
@@ -153,7 +159,8 @@ class Kube:
     def create_job(self, body: dict[str, Any]) -> bool:
         """Create a Job; False when it already exists (created by an earlier run)."""
         try:
-            self.batch.create_namespaced_job(body["metadata"]["namespace"], body)
+            # plain dicts go to the API as they are; the client's models would only copy them
+            self.batch.create_namespaced_job(body["metadata"]["namespace"], cast(Any, body))
         except ApiException as exc:
             if exc.status == 409:
                 return False
@@ -163,7 +170,7 @@ class Kube:
     def delete_job(self, namespace: str, name: str) -> None:
         try:
             self.batch.delete_namespaced_job(
-                name, namespace, body={"propagationPolicy": "Background"}
+                name, namespace, body=cast(Any, {"propagationPolicy": "Background"})
             )
         except ApiException as exc:
             if exc.status != 404:
@@ -172,9 +179,9 @@ class Kube:
     def job_termination_message(self, namespace: str, job: str) -> str | None:
         """The termination message of the (last) pod of a Job."""
         pods = self.core.list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
-        pods.sort(key=lambda p: p.metadata.creation_timestamp or "")
+        pods.sort(key=lambda p: str(p.metadata.creation_timestamp if p.metadata else ""))
         for pod in reversed(pods):
-            for status in pod.status.container_statuses or []:
+            for status in (pod.status.container_statuses if pod.status else None) or []:
                 terminated = status.state.terminated if status.state else None
                 if terminated is not None and terminated.message:
                     return str(terminated.message)

@@ -13,7 +13,9 @@ RECONCILES = Counter(
     "lockstep_reconciles_total", "Reconciliations by kind and result.", ["kind", "result"]
 )
 RECONCILE_SECONDS = Histogram(
-    "lockstep_reconcile_duration_seconds", "Time spent in one reconciliation.", ["kind"],
+    "lockstep_reconcile_duration_seconds",
+    "Time spent in one reconciliation.",
+    ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 ROLLBACKS = Counter("lockstep_rollbacks_total", "Releases rolled back.")

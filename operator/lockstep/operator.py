@@ -14,17 +14,19 @@ import logging
 import os
 import threading
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
 
-from . import GROUP, VERSION, metrics
+from . import GROUP, VERSION
 from .api.base import now as utcnow
 from .kube import Kube, load_api_client
 from .migrations import reconcile as migration_reconcile
 from .migrations.gate import ReleaseGate
+from .objects import Snapshot
 from .redact import install_log_redaction
 from .release import reconcile as release_reconcile
 from .release.world import (
@@ -63,20 +65,50 @@ class Wakers:
     def forget(self, kind: str, namespace: str, name: str) -> None:
         self._events.pop((kind, namespace, name), None)
 
-    async def sleep(self, kind: str, namespace: str, name: str, delay: float) -> None:
+    async def sleep(
+        self, kind: str, namespace: str, name: str, delay: float, stopped: kopf.DaemonStopped
+    ) -> None:
+        """Wait `delay` seconds, or less: until woken, or until kopf stops the daemon."""
         event = self.event(kind, namespace, name)
+        waiters = {
+            asyncio.ensure_future(event.wait()),
+            asyncio.ensure_future(stopped.wait()),
+        }
         try:
-            await asyncio.wait_for(event.wait(), timeout=delay)
-        except TimeoutError:
-            pass
+            await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
         event.clear()
+
+
+async def reconcile_forever(
+    kind: str,
+    namespace: str,
+    name: str,
+    memo: Any,
+    stopped: kopf.DaemonStopped,
+    one_pass: Callable[[], Awaitable[float]],
+) -> None:
+    """The body of every daemon: a pass, then sleep as long as the pass allows, until stopped."""
+    wakers: Wakers = memo.wakers
+    try:
+        while not stopped:
+            try:
+                delay = await one_pass()
+            except Exception:
+                log.exception("Reconciling %s %s/%s failed", kind, namespace, name)
+                delay = 5.0
+            await wakers.sleep(kind, namespace, name, delay, stopped)
+    finally:
+        wakers.forget(kind, namespace, name)
 
 
 # ---------------------------------------------------------------------------- startup
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -113,7 +145,12 @@ def _int(value: Any) -> int:
 
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
 async def release_deployments(
-    namespace: str, labels: dict[str, str], spec: Any, status: Any, meta: Any, memo: kopf.Memo,
+    namespace: str | None,
+    labels: Mapping[str, str],
+    spec: Any,
+    status: Any,
+    meta: Any,
+    memo: Any,
     **_: Any,
 ) -> dict[Any, DeploymentView] | None:
     release, color = labels.get(RELEASE_LABEL), labels.get(COLOR_LABEL)
@@ -135,7 +172,7 @@ async def release_deployments(
 
 @kopf.index("batch", "v1", "jobs", labels=MANAGED)
 async def lockstep_jobs(
-    namespace: str, name: str, labels: dict[str, str], status: Any, memo: kopf.Memo, **_: Any
+    namespace: str | None, name: str, labels: Mapping[str, str], status: Any, memo: Any, **_: Any
 ) -> dict[Any, JobView] | None:
     phase, message = "Running", ""
     for condition in status.get("conditions") or []:
@@ -158,7 +195,7 @@ async def lockstep_jobs(
 
 @kopf.index("", "v1", "services")
 async def service_selectors(
-    namespace: str, name: str, spec: Any, memo: kopf.Memo, **_: Any
+    namespace: str | None, name: str, spec: Any, memo: Any, **_: Any
 ) -> dict[Any, dict[str, str]]:
     for release in memo.wakers.service_users.get((namespace, name), ()):
         memo.wakers.wake("FeatureRelease", namespace, release)
@@ -167,7 +204,7 @@ async def service_selectors(
 
 @kopf.index(GROUP, VERSION, "databasemigrations")
 async def migration_views(
-    namespace: str, name: str, meta: Any, status: Any, annotations: Any, memo: kopf.Memo, **_: Any
+    namespace: str | None, name: str, meta: Any, status: Any, annotations: Any, memo: Any, **_: Any
 ) -> dict[Any, MigrationView]:
     conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
     last_request = status.get("lastRequest") or {}
@@ -191,7 +228,7 @@ async def migration_views(
 
 @kopf.index(GROUP, VERSION, "featurereleases")
 async def release_gates(
-    namespace: str, name: str, spec: Any, status: Any, meta: Any, memo: kopf.Memo, **_: Any
+    namespace: str | None, name: str, spec: Any, status: Any, meta: Any, memo: Any, **_: Any
 ) -> dict[Any, dict[str, Any]] | None:
     """What each release tells its DatabaseMigration: may contract migrations run?"""
     gate = spec.get("migration") or {}
@@ -218,64 +255,66 @@ def _first(index: Any, key: Any) -> Any:
 
 
 @kopf.on.event(GROUP, VERSION, "featurereleases")
-async def release_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def release_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
     memo.wakers.wake("FeatureRelease", namespace, name)
 
 
 @kopf.daemon(GROUP, VERSION, "featurereleases", id="release", cancellation_timeout=30.0)
 async def release_daemon(
-    name: str, namespace: str, uid: str, body: kopf.Body, memo: kopf.Memo,
-    release_deployments: kopf.Index[Any, DeploymentView],
-    lockstep_jobs: kopf.Index[Any, JobView],
-    service_selectors: kopf.Index[Any, dict[str, str]],
-    migration_views: kopf.Index[Any, MigrationView],
-    **_: Any,
+    name: str,
+    namespace: str | None,
+    body: kopf.Body,
+    memo: Any,
+    stopped: kopf.DaemonStopped,
+    **indexes: Any,
 ) -> None:
+    # kopf passes each index by its function's name; they are live, fed by the watches
+    deployments: kopf.Index[Any, DeploymentView] = indexes["release_deployments"]
+    jobs: kopf.Index[Any, JobView] = indexes["lockstep_jobs"]
+    services: kopf.Index[Any, dict[str, str]] = indexes["service_selectors"]
+    migrations: kopf.Index[Any, MigrationView] = indexes["migration_views"]
+    namespace = namespace or ""
     wakers: Wakers = memo.wakers
     status: dict[str, Any] = copy.deepcopy(dict(body.get("status") or {}))
     users: list[tuple[dict[tuple[str, str], set[str]], tuple[str, str]]] = []
-    try:
-        while True:
-            spec = copy.deepcopy(dict(body.get("spec") or {}))
-            meta = body.get("metadata") or {}
-            for mapping, key in users:
-                mapping[key].discard(name)
-            users = [(wakers.service_users, (namespace, str(spec.get("service"))))]
-            if spec.get("previewService"):
-                users.append((wakers.service_users, (namespace, str(spec["previewService"]))))
-            migration = (spec.get("migration") or {}).get("ref")
-            if migration:
-                users.append((wakers.migration_users, (namespace, str(migration))))
-            for mapping, key in users:
-                mapping[key].add(name)
 
-            world = _release_world(
-                namespace, name, spec, release_deployments, lockstep_jobs, service_selectors,
-                migration_views,
-            )
-            obj = release_reconcile.ReleaseObject(
-                name=name, namespace=namespace, uid=uid,
-                generation=_int(meta.get("generation")),
-                annotations=dict(meta.get("annotations") or {}),
-                spec=spec, status=status,
-            )
-            try:
-                status, delay = await asyncio.to_thread(
-                    release_reconcile.reconcile, memo.kube, obj, world
-                )
-            except Exception:
-                log.exception("Reconciling FeatureRelease %s/%s failed", namespace, name)
-                delay = 5.0
-            await wakers.sleep("FeatureRelease", namespace, name, delay)
+    def depend_on(spec: dict[str, Any]) -> None:
+        """Remember which Services and migration this release reads, to be woken by them."""
+        nonlocal users
+        for mapping, key in users:
+            mapping[key].discard(name)
+        users = [(wakers.service_users, (namespace, str(spec.get("service"))))]
+        if spec.get("previewService"):
+            users.append((wakers.service_users, (namespace, str(spec["previewService"]))))
+        migration = (spec.get("migration") or {}).get("ref")
+        if migration:
+            users.append((wakers.migration_users, (namespace, str(migration))))
+        for mapping, key in users:
+            mapping[key].add(name)
+
+    async def one_pass() -> float:
+        nonlocal status
+        obj = Snapshot.of("FeatureRelease", "featurereleases", body, status)
+        depend_on(obj.spec)
+        world = _release_world(namespace, name, obj.spec, deployments, jobs, services, migrations)
+        status, delay = await asyncio.to_thread(release_reconcile.reconcile, memo.kube, obj, world)
+        return delay
+
+    try:
+        await reconcile_forever("FeatureRelease", namespace, name, memo, stopped, one_pass)
     finally:
         for mapping, key in users:
             mapping[key].discard(name)
-        wakers.forget("FeatureRelease", namespace, name)
 
 
 def _release_world(
-    namespace: str, name: str, spec: dict[str, Any], deployments: Any, jobs: Any,
-    services: Any, migrations: Any,
+    namespace: str | None,
+    name: str,
+    spec: dict[str, Any],
+    deployments: Any,
+    jobs: Any,
+    services: Any,
+    migrations: Any,
 ) -> World:
     def service(service_name: str | None) -> ServiceView | None:
         if not service_name:
@@ -298,48 +337,46 @@ def _release_world(
     )
 
 
-
 # ---------------------------------------------------------------------------- migrations
 
 
 @kopf.on.event(GROUP, VERSION, "databasemigrations")
-async def migration_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def migration_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
     memo.wakers.wake("DatabaseMigration", namespace, name)
 
 
 @kopf.daemon(GROUP, VERSION, "databasemigrations", id="migration", cancellation_timeout=60.0)
 async def migration_daemon(
-    name: str, namespace: str, uid: str, body: kopf.Body, memo: kopf.Memo,
-    lockstep_jobs: kopf.Index[Any, JobView],
-    release_gates: kopf.Index[Any, dict[str, Any]],
-    **_: Any,
+    name: str,
+    namespace: str | None,
+    body: kopf.Body,
+    memo: Any,
+    stopped: kopf.DaemonStopped,
+    **indexes: Any,
 ) -> None:
-    wakers: Wakers = memo.wakers
+    jobs: kopf.Index[Any, JobView] = indexes["lockstep_jobs"]
+    gates: kopf.Index[Any, dict[str, Any]] = indexes["release_gates"]
+    namespace = namespace or ""
     status: dict[str, Any] = copy.deepcopy(dict(body.get("status") or {}))
     stop = threading.Event()
+
+    async def one_pass() -> float:
+        nonlocal status
+        obj = Snapshot.of("DatabaseMigration", "databasemigrations", body, status)
+        world = migration_reconcile.MigrationWorld(
+            jobs={v.name: v for v in (jobs.get(("DatabaseMigration", namespace, name)) or [])},
+            gates=[
+                ReleaseGate(g["name"], g["settled"], g["contractThrough"])
+                for g in (gates.get((namespace, name)) or [])
+            ],
+            stop=stop,
+        )
+        status, delay = await asyncio.to_thread(
+            migration_reconcile.reconcile, memo.kube, obj, world
+        )
+        return delay
+
     try:
-        while True:
-            meta = body.get("metadata") or {}
-            obj = migration_reconcile.MigrationObject(
-                name=name, namespace=namespace, uid=uid,
-                generation=_int(meta.get("generation")),
-                annotations=dict(meta.get("annotations") or {}),
-                spec=copy.deepcopy(dict(body.get("spec") or {})), status=status,
-            )
-            world = migration_reconcile.MigrationWorld(
-                jobs={v.name: v for v in (lockstep_jobs.get(("DatabaseMigration", namespace, name)) or [])},
-                gates=[
-                    ReleaseGate(g["name"], g["settled"], g["contractThrough"])
-                    for g in (release_gates.get((namespace, name)) or [])
-                ],
-                stop=stop,
-            )
-            try:
-                status, delay = await asyncio.to_thread(migration_reconcile.reconcile, memo.kube, obj, world)
-            except Exception:
-                log.exception("Reconciling DatabaseMigration %s/%s failed", namespace, name)
-                delay = 5.0
-            await wakers.sleep("DatabaseMigration", namespace, name, delay)
+        await reconcile_forever("DatabaseMigration", namespace, name, memo, stopped, one_pass)
     finally:
         stop.set()  # an apply waiting between lock-timeout retries gives up at once
-        wakers.forget("DatabaseMigration", namespace, name)

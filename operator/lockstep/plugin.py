@@ -12,7 +12,7 @@ import json
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -26,8 +26,10 @@ PLURALS = {"fr": "featurereleases", "dbm": "databasemigrations"}
 
 def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-             for row in [header, *rows]]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
     return "\n".join(lines)
 
 
@@ -57,9 +59,12 @@ def render_status(obj: dict[str, Any], now: datetime | None = None) -> str:
         f"   Degraded: {condition(status, 'Degraded')}",
         f"Message:     {status.get('message', '-')}",
         f"Step:        {status.get('step', '-')} (for {age(status.get('stepStartedAt'), now)})",
-        f"Release:     {status.get('release') or '-'} (revision {status.get('updatedRevision', '-')})",
-        f"Stable:      {status.get('stableRelease') or '-'} (revision {status.get('stableRevision', '-')})",
-        f"Colours:     active {status.get('activeColor', '-')}, new {status.get('previewColor', '-')}",
+        f"Release:     {status.get('release') or '-'} "
+        f"(revision {status.get('updatedRevision', '-')})",
+        f"Stable:      {status.get('stableRelease') or '-'} "
+        f"(revision {status.get('stableRevision', '-')})",
+        f"Colours:     active {status.get('activeColor', '-')}, "
+        f"new {status.get('previewColor', '-')}",
         f"Service:     {spec.get('service', '-')}"
         + (f", preview {spec['previewService']}" if spec.get("previewService") else ""),
     ]
@@ -73,29 +78,53 @@ def render_status(obj: dict[str, Any], now: datetime | None = None) -> str:
         lines += [
             "",
             f"Analysis:    {analysis.get('successful', 0)} successful, {analysis.get('failed', 0)} "
-            f"failed, {analysis.get('errors', 0)} errors (started {age(analysis.get('startedAt'), now)} ago)",
+            f"failed, {analysis.get('errors', 0)} errors "
+            f"(started {age(analysis.get('startedAt'), now)} ago)",
         ]
         rows = [
-            [m["metric"], m["phase"], "-" if m.get("value") is None else f"{m['value']:g}",
-             age(m.get("at"), now), m.get("message", "")]
+            [
+                m["metric"],
+                m["phase"],
+                "-" if m.get("value") is None else f"{m['value']:g}",
+                age(m.get("at"), now),
+                m.get("message", ""),
+            ]
             for m in (analysis.get("measurements") or [])[-8:]
         ]
         if rows:
             lines.append(table(rows, ["METRIC", "PHASE", "VALUE", "AGE", "MESSAGE"]))
     checks = status.get("checks") or []
     if checks:
-        lines += ["", table([[c["stage"], c["name"], c["phase"], c["job"], c.get("message", "")]
-                            for c in checks], ["STAGE", "CHECK", "PHASE", "JOB", "MESSAGE"])]
+        lines += [
+            "",
+            table(
+                [
+                    [c["stage"], c["name"], c["phase"], c["job"], c.get("message", "")]
+                    for c in checks
+                ],
+                ["STAGE", "CHECK", "PHASE", "JOB", "MESSAGE"],
+            ),
+        ]
     request = status.get("lastRequest")
     if request:
-        lines += ["", f"Last request: {request['action']} -> {request['outcome']} ({age(request['at'], now)} ago)"]
+        lines += [
+            "",
+            f"Last request: {request['action']} -> {request['outcome']} "
+            f"({age(request['at'], now)} ago)",
+        ]
     return "\n".join(lines)
 
 
 def render_history(obj: dict[str, Any], now: datetime | None = None) -> str:
     rows = [
-        [h.get("release") or "-", h["revision"], h.get("color") or "-", h["outcome"],
-         age(h.get("finishedAt"), now), h.get("reason", "")[:80]]
+        [
+            h.get("release") or "-",
+            h["revision"],
+            h.get("color") or "-",
+            h["outcome"],
+            age(h.get("finishedAt"), now),
+            h.get("reason", "")[:80],
+        ]
         for h in (obj.get("status") or {}).get("history") or []
     ]
     return table(rows, ["RELEASE", "REVISION", "COLOUR", "OUTCOME", "AGE", "REASON"])
@@ -103,17 +132,22 @@ def render_history(obj: dict[str, Any], now: datetime | None = None) -> str:
 
 class Client:
     def __init__(self, context: str | None) -> None:
-        config.load_kube_config(context=context)
+        config.load_kube_config(context=context)  # type: ignore[no-untyped-call]
         self.custom = client.CustomObjectsApi()
-        _, active = config.list_kube_config_contexts()
+        _, active = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
         self.default_namespace = active.get("context", {}).get("namespace", "default")
 
     def get(self, namespace: str, name: str, plural: str = "featurereleases") -> dict[str, Any]:
-        return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)  # type: ignore[no-any-return]
+        found = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        return cast(dict[str, Any], found)
 
     def annotate(self, namespace: str, name: str, annotations: dict[str, str | None]) -> None:
         self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, "featurereleases", name,
+            GROUP,
+            VERSION,
+            namespace,
+            "featurereleases",
+            name,
             {"metadata": {"annotations": annotations}},
             _content_type="application/merge-patch+json",
         )
@@ -153,15 +187,23 @@ def main(argv: list[str] | None = None) -> int:
         if command == "status":
             cmd.add_argument("-o", "--output", choices=["text", "json"], default="text")
         if command in ("promote", "abort", "retry"):
-            cmd.add_argument("--wait", type=float, default=30.0,
-                             help="seconds to wait for the operator's answer (default 30)")
+            cmd.add_argument(
+                "--wait",
+                type=float,
+                default=30.0,
+                help="seconds to wait for the operator's answer (default 30)",
+            )
     args = parser.parse_args(argv)
     try:
         api = Client(args.context)
         namespace = args.namespace or api.default_namespace
         if args.command == "status":
             obj = api.get(namespace, args.name)
-            print(json.dumps(obj.get("status") or {}, indent=2) if args.output == "json" else render_status(obj))
+            print(
+                json.dumps(obj.get("status") or {}, indent=2)
+                if args.output == "json"
+                else render_status(obj)
+            )
             return 0
         if args.command == "history":
             print(render_history(api.get(namespace, args.name)))

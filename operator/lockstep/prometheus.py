@@ -23,7 +23,9 @@ def query_value(address: str, promql: str, timeout: float) -> float | None:
     try:
         payload = response.json()
     except ValueError:
-        raise PrometheusError(f"Prometheus answered HTTP {response.status_code} without JSON") from None
+        raise PrometheusError(
+            f"Prometheus answered HTTP {response.status_code} without JSON"
+        ) from None
     if payload.get("status") != "success":
         raise PrometheusError(f"query failed: {payload.get('error', response.status_code)}")
     data = payload.get("data", {})

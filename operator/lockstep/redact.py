@@ -13,7 +13,9 @@ import threading
 MASK = "***"
 
 # scheme://user:password@host -> scheme://user:***@host ; also key=value conninfo passwords
-_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)(?P<secret>[^\s@]*)(?=@)", re.I)
+_URL_PASSWORD = re.compile(
+    r"(?P<head>\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)(?P<secret>[^\s@]*)(?=@)", re.I
+)
 _CONNINFO_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<secret>'[^']*'|\S+)", re.I)
 
 _known: set[str] = set()

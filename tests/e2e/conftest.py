@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from tests.e2e.releases import APP, Timeline, WebApp
 from tests.env.cluster import Cluster
 from tests.env.operator_runner import OperatorProcess, install_rbac, service_account_kubeconfig

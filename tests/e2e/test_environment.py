@@ -9,7 +9,6 @@ import httpx
 import psycopg
 import pytest
 from prometheus_client import CollectorRegistry, Counter, start_http_server
-
 from tests.e2e.conftest import Kubectl
 from tests.env.cluster import FAIL, NEVER_READY, Cluster
 from tests.env.operator_runner import MANIFESTS, OperatorProcess, can_i
@@ -46,8 +45,10 @@ def job(name: str, labels: dict[str, str] | None = None) -> dict[str, object]:
             "backoffLimit": 0,
             "template": {
                 "metadata": {"labels": labels or {}},
-                "spec": {"restartPolicy": "Never",
-                         "containers": [{"name": "main", "image": "example/job:1"}]},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "main", "image": "example/job:1"}],
+                },
             },
         },
     }
@@ -87,11 +88,15 @@ def test_a_pod_marked_never_ready_stays_unready(k: Kubectl) -> None:
     assert not k.status("deployment", "stuck").get("availableReplicas")
 
 
-def test_crds_install_and_get_shows_printer_columns(
-    k: Kubectl, operator_kubeconfig: Path
-) -> None:
-    k.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-             "spec": {"ports": [{"port": 80}]}})
+def test_crds_install_and_get_shows_printer_columns(k: Kubectl, operator_kubeconfig: Path) -> None:
+    k.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {"ports": [{"port": 80}]},
+        }
+    )
     k.apply(minimal_release("web"))
     header = k("get", "fr").splitlines()[0].split()
     assert header == ["NAME", "PHASE", "ACTIVE", "RELEASE", "READY", "AGE"]
@@ -100,7 +105,9 @@ def test_crds_install_and_get_shows_printer_columns(
     assert "dbm" in k("api-resources", "--api-group=lockstep.dev", check=False)
 
 
-def test_kubectl_explain_shows_the_model_descriptions(cluster: Cluster, operator_kubeconfig: Path) -> None:
+def test_kubectl_explain_shows_the_model_descriptions(
+    cluster: Cluster, operator_kubeconfig: Path
+) -> None:
     out = cluster.kubectl("explain", "featurerelease.spec.analysis").stdout
     assert "Prometheus analysis after the switch" in out
     assert "failureLimit" in out and "Failed measurements (of any metric)" in out
@@ -113,8 +120,10 @@ def minimal_release(name: str, **spec: object) -> dict[str, object]:
         "metadata": {"name": name},
         "spec": {
             "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}},
-                         "spec": {"containers": [{"name": "app", "image": "example/app:1"}]}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "example/app:1"}]},
+            },
             "service": name,
             **spec,
         },
@@ -126,13 +135,34 @@ def minimal_release(name: str, **spec: object) -> dict[str, object]:
     [
         ({"replicas": -1}, "should be greater than or equal to 0"),
         ({"previewService": "same"}, "previewService must differ from service"),
-        ({"analysis": {"prometheus": {"address": "http://p:9090"}, "interval": "soon",
-                       "metrics": [{"name": "e", "query": "up", "max": 1}]}}, "interval"),
-        ({"analysis": {"prometheus": {"address": "http://p:9090"},
-                       "metrics": [{"name": "e", "query": "up", "min": 2, "max": 1}]}},
-         "min must not be greater than max"),
-        ({"analysis": {"prometheus": {"address": "http://p:9090"},
-                       "metrics": [{"name": "e", "query": "up"}]}}, "set max, min or both"),
+        (
+            {
+                "analysis": {
+                    "prometheus": {"address": "http://p:9090"},
+                    "interval": "soon",
+                    "metrics": [{"name": "e", "query": "up", "max": 1}],
+                }
+            },
+            "interval",
+        ),
+        (
+            {
+                "analysis": {
+                    "prometheus": {"address": "http://p:9090"},
+                    "metrics": [{"name": "e", "query": "up", "min": 2, "max": 1}],
+                }
+            },
+            "min must not be greater than max",
+        ),
+        (
+            {
+                "analysis": {
+                    "prometheus": {"address": "http://p:9090"},
+                    "metrics": [{"name": "e", "query": "up"}],
+                }
+            },
+            "set max, min or both",
+        ),
         ({"rollback": {"database": "yes"}}, "Unsupported value"),
     ],
 )
@@ -150,11 +180,25 @@ def test_the_operator_marks_a_semantically_invalid_release_stalled_with_an_event
     k: Kubectl, operator: OperatorProcess
 ) -> None:
     # CEL cannot compare two durations; the operator's models can.
-    k.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-             "spec": {"ports": [{"port": 80}]}})
-    k.apply(minimal_release("web", analysis={
-        "prometheus": {"address": "http://p:9090"}, "interval": "1m", "duration": "30s",
-        "metrics": [{"name": "errors", "query": "up", "max": 1}]}))
+    k.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {"ports": [{"port": 80}]},
+        }
+    )
+    k.apply(
+        minimal_release(
+            "web",
+            analysis={
+                "prometheus": {"address": "http://p:9090"},
+                "interval": "1m",
+                "duration": "30s",
+                "metrics": [{"name": "errors", "query": "up", "max": 1}],
+            },
+        )
+    )
     k.wait_for("Stalled=True", lambda: k.condition("fr", "web", "Stalled") == "True")
     status = k.status("fr", "web")
     assert status["phase"] == "Invalid"
@@ -170,17 +214,28 @@ def test_the_operator_marks_a_semantically_invalid_release_stalled_with_an_event
 def test_a_valid_release_gets_observed_generation_and_goes_live(
     k: Kubectl, operator: OperatorProcess
 ) -> None:
-    k.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-             "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})
+    k.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
+        }
+    )
     k.apply(minimal_release("web", replicas=2, release="v1"))
     k("wait", "--for=condition=Ready", "fr/web", "--timeout=60s")
     status = k.status("fr", "web")
     assert status["observedGeneration"] == 1
     assert status["activeColor"] == "blue"
-    assert k.get("service", "web")["spec"]["selector"] == {"app": "web", "lockstep.dev/color": "blue"}
+    assert k.get("service", "web")["spec"]["selector"] == {
+        "app": "web",
+        "lockstep.dev/color": "blue",
+    }
 
 
-def test_the_operator_rbac_is_enough_and_no_more(cluster: Cluster, operator_kubeconfig: Path) -> None:
+def test_the_operator_rbac_is_enough_and_no_more(
+    cluster: Cluster, operator_kubeconfig: Path
+) -> None:
     allowed = [
         ("patch", "featurereleases.lockstep.dev/status"),
         ("watch", "databasemigrations.lockstep.dev"),
@@ -212,10 +267,14 @@ def test_the_operator_rbac_is_enough_and_no_more(cluster: Cluster, operator_kube
 
 def test_the_manifests_install_the_operator_deployment(cluster: Cluster, k: Kubectl) -> None:
     cluster.kubectl("apply", "-k", str(MANIFESTS))
-    cluster.kubectl("-n", "lockstep-system", "rollout", "status", "deployment/lockstep",
-                    "--timeout=60s")
-    deployment = json.loads(cluster.kubectl("-n", "lockstep-system", "get", "deployment",
-                                            "lockstep", "-o", "json").stdout)
+    cluster.kubectl(
+        "-n", "lockstep-system", "rollout", "status", "deployment/lockstep", "--timeout=60s"
+    )
+    deployment = json.loads(
+        cluster.kubectl(
+            "-n", "lockstep-system", "get", "deployment", "lockstep", "-o", "json"
+        ).stdout
+    )
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True

@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-
 from tests.e2e.conftest import Kubectl
 from tests.env.cluster import EXEC, FAIL
 from tests.env.executor import LocalPodExecutor, make_backup_volume
@@ -18,16 +17,28 @@ from tests.env.operator_runner import OperatorProcess
 
 pytestmark = pytest.mark.cluster
 
-USERS = {"version": "001", "name": "create_users",
-         "up": "CREATE TABLE users (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text NOT NULL);",
-         "down": "DROP TABLE users;"}
-EMAIL = {"version": "002", "name": "add_email",
-         "up": "ALTER TABLE users ADD COLUMN email text;",
-         "down": "ALTER TABLE users DROP COLUMN email;"}
+USERS = {
+    "version": "001",
+    "name": "create_users",
+    "up": "CREATE TABLE users "
+    "(id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text NOT NULL);",
+    "down": "DROP TABLE users;",
+}
+EMAIL = {
+    "version": "002",
+    "name": "add_email",
+    "up": "ALTER TABLE users ADD COLUMN email text;",
+    "down": "ALTER TABLE users DROP COLUMN email;",
+}
 
 
-def migration(name: str = "shop-db", *, migrations: list[dict[str, Any]], backup: dict[str, Any] | None = None,
-              **spec: Any) -> dict[str, Any]:
+def migration(
+    name: str = "shop-db",
+    *,
+    migrations: list[dict[str, Any]],
+    backup: dict[str, Any] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "database": {"urlFrom": {"secretKeyRef": {"name": "shop-db", "key": "url"}}},
         "source": {"migrations": migrations},
@@ -37,13 +48,21 @@ def migration(name: str = "shop-db", *, migrations: list[dict[str, Any]], backup
         body["backup"] = backup
     else:
         body.setdefault("policy", {})["backup"] = "never"
-    return {"apiVersion": "lockstep.dev/v1alpha1", "kind": "DatabaseMigration",
-            "metadata": {"name": name}, "spec": body}
+    return {
+        "apiVersion": "lockstep.dev/v1alpha1",
+        "kind": "DatabaseMigration",
+        "metadata": {"name": name},
+        "spec": body,
+    }
 
 
 def secret(url: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "shop-db"},
-            "stringData": {"url": url}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "shop-db"},
+        "stringData": {"url": url},
+    }
 
 
 def tables(url: str) -> set[str]:
@@ -60,7 +79,10 @@ def ledger(url: str) -> list[str]:
         exists = conn.execute("select to_regclass('lockstep.schema_migrations')").fetchone()
         if exists is None or exists[0] is None:
             return []
-        return [r[0] for r in conn.execute("select version from lockstep.schema_migrations order by version")]
+        return [
+            r[0]
+            for r in conn.execute("select version from lockstep.schema_migrations order by version")
+        ]
 
 
 def phase(k: Kubectl, name: str = "shop-db") -> str | None:
@@ -68,8 +90,13 @@ def phase(k: Kubectl, name: str = "shop-db") -> str | None:
 
 
 def backup_spec(**extra: Any) -> dict[str, Any]:
-    return {"destination": {"persistentVolumeClaim": {"claimName": "backups", "subPath": "shop"}},
-            "podLabels": {EXEC: "true"}, "activeDeadlineSeconds": 120, "retention": 3, **extra}
+    return {
+        "destination": {"persistentVolumeClaim": {"claimName": "backups", "subPath": "shop"}},
+        "podLabels": {EXEC: "true"},
+        "activeDeadlineSeconds": 120,
+        "retention": 3,
+        **extra,
+    }
 
 
 def test_a_migration_with_a_backup_job_is_backed_up_then_applied_and_ready(
@@ -78,8 +105,10 @@ def test_a_migration_with_a_backup_job_is_backed_up_then_applied_and_ready(
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE legacy AS SELECT g AS id FROM generate_series(1, 500) g")
     make_backup_volume(k.cluster, k.namespace, "backups")
-    k.apply(secret(database_url), migration(migrations=[USERS, EMAIL], backup=backup_spec(),
-                                            policy={"backup": "always"}))
+    k.apply(
+        secret(database_url),
+        migration(migrations=[USERS, EMAIL], backup=backup_spec(), policy={"backup": "always"}),
+    )
     k("wait", "--for=condition=Ready", "dbm/shop-db", "--timeout=120s")
     status = k.status("dbm", "shop-db")
     assert status["currentVersion"] == "002" and status["phase"] == "Ready"
@@ -99,10 +128,17 @@ def test_a_failing_backup_job_means_nothing_is_applied_and_the_status_says_why(
     k: Kubectl, operator: OperatorProcess, database_url: str
 ) -> None:
     make_backup_volume(k.cluster, k.namespace, "backups")
-    k.apply(secret(database_url), migration(
-        migrations=[USERS], policy={"backup": "always"},
-        backup={"destination": {"persistentVolumeClaim": {"claimName": "backups"}},
-                "podLabels": {FAIL: "true"}}))
+    k.apply(
+        secret(database_url),
+        migration(
+            migrations=[USERS],
+            policy={"backup": "always"},
+            backup={
+                "destination": {"persistentVolumeClaim": {"claimName": "backups"}},
+                "podLabels": {FAIL: "true"},
+            },
+        ),
+    )
     k.wait_for("Stalled", lambda: k.condition("dbm", "shop-db", "Stalled") == "True", timeout=90)
     status = k.status("dbm", "shop-db")
     assert status["phase"] == "Failed"
@@ -130,7 +166,11 @@ def test_a_dangerous_migration_is_refused_before_anything_runs(
 ) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE orders (id bigint PRIMARY KEY, total bigint)")
-    index = {"version": "001", "name": "index_orders", "up": "CREATE INDEX orders_total ON orders (total);"}
+    index = {
+        "version": "001",
+        "name": "index_orders",
+        "up": "CREATE INDEX orders_total ON orders (total);",
+    }
     k.apply(secret(database_url), migration(migrations=[index]))
     k.wait_for("Stalled", lambda: k.condition("dbm", "shop-db", "Stalled") == "True")
     lint = k.status("dbm", "shop-db")["lint"]
@@ -169,12 +209,18 @@ def test_a_lower_target_rolls_back_with_down_migrations(
     k.apply(secret(database_url), migration(migrations=[USERS, EMAIL]))
     k("wait", "--for=condition=Ready", "dbm/shop-db", "--timeout=60s")
     k.apply(migration(migrations=[USERS, EMAIL], targetVersion="001"))
-    k.wait_for("rolled back", lambda: k.status("dbm", "shop-db").get("currentVersion") == "001"
-               and phase(k) == "Ready")
+    k.wait_for(
+        "rolled back",
+        lambda: k.status("dbm", "shop-db").get("currentVersion") == "001" and phase(k) == "Ready",
+    )
     assert ledger(database_url) == ["001"]
     with psycopg.connect(database_url) as conn:
-        columns = [r[0] for r in conn.execute(
-            "select column_name from information_schema.columns where table_name = 'users'")]
+        columns = [
+            r[0]
+            for r in conn.execute(
+                "select column_name from information_schema.columns where table_name = 'users'"
+            )
+        ]
     assert "email" not in columns
 
 
@@ -198,7 +244,11 @@ def test_contract_migrations_wait_unless_breaking_changes_are_allowed(
     k.wait_for("waiting", lambda: phase(k) == "WaitingForContract")
     status = k.status("dbm", "shop-db")
     assert status["pendingContract"] == ["003"] and status["currentVersion"] == "002"
-    k.apply(migration(migrations=[USERS, EMAIL, drop], policy={"backup": "never", "allowBreaking": True}))
+    k.apply(
+        migration(
+            migrations=[USERS, EMAIL, drop], policy={"backup": "never", "allowBreaking": True}
+        )
+    )
     k("wait", "--for=condition=Ready", "dbm/shop-db", "--timeout=60s")
     assert ledger(database_url) == ["001", "002", "003"]
 
@@ -206,14 +256,22 @@ def test_contract_migrations_wait_unless_breaking_changes_are_allowed(
 def test_the_operator_killed_mid_migration_applies_it_exactly_once_after_restart(
     k: Kubectl, operator: OperatorProcess, database_url: str
 ) -> None:
-    slow = {"version": "002", "name": "slow", "up": "SELECT pg_sleep(3);\nCREATE TABLE audit (id bigint);"}
-    k.apply(secret(database_url), migration(migrations=[USERS, slow],
-                                            policy={"backup": "never", "statementTimeout": "1m"}))
+    slow = {
+        "version": "002",
+        "name": "slow",
+        "up": "SELECT pg_sleep(3);\nCREATE TABLE audit (id bigint);",
+    }
+    k.apply(
+        secret(database_url),
+        migration(migrations=[USERS, slow], policy={"backup": "never", "statementTimeout": "1m"}),
+    )
 
     def running() -> bool:
         with psycopg.connect(database_url) as conn:
-            row = conn.execute("select count(*) from pg_stat_activity where query like '%pg_sleep(3)%' "
-                               "and pid <> pg_backend_pid()").fetchone()
+            row = conn.execute(
+                "select count(*) from pg_stat_activity where query like '%pg_sleep(3)%' "
+                "and pid <> pg_backend_pid()"
+            ).fetchone()
         return bool(row and row[0])
 
     k.wait_for("the slow migration to run", running, timeout=60, interval=0.05)
@@ -223,7 +281,8 @@ def test_the_operator_killed_mid_migration_applies_it_exactly_once_after_restart
     assert ledger(database_url) == ["001", "002"]
     with psycopg.connect(database_url) as conn:
         applied = conn.execute(
-            "select version, count(*) from lockstep.migration_log where outcome = 'applied' group by version"
+            "select version, count(*) from lockstep.migration_log "
+            "where outcome = 'applied' group by version"
         ).fetchall()
     assert dict(applied) == {"001": 1, "002": 1}
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import psycopg
 import pytest
-
 from tests.e2e.conftest import Kubectl
 from tests.env.cluster import EXEC
 from tests.env.executor import LocalPodExecutor, make_backup_volume
@@ -17,11 +16,18 @@ from tests.env.traffic import TrafficClient
 
 pytestmark = pytest.mark.cluster
 
-CREATE_USERS = {"version": "001", "name": "create_users",
-                "up": "CREATE TABLE users (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text);",
-                "down": "DROP TABLE users;"}
-ADD_EMAIL = {"version": "002", "name": "add_email", "up": "ALTER TABLE users ADD COLUMN email text;",
-             "down": "ALTER TABLE users DROP COLUMN email;"}
+CREATE_USERS = {
+    "version": "001",
+    "name": "create_users",
+    "up": "CREATE TABLE users (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text);",
+    "down": "DROP TABLE users;",
+}
+ADD_EMAIL = {
+    "version": "002",
+    "name": "add_email",
+    "up": "ALTER TABLE users ADD COLUMN email text;",
+    "down": "ALTER TABLE users DROP COLUMN email;",
+}
 DROP_NAME = {"version": "003", "name": "drop_name", "up": "ALTER TABLE users DROP COLUMN name;"}
 
 
@@ -34,18 +40,24 @@ def database_migration(migrations: list[dict[str, Any]], **policy: Any) -> dict[
             "database": {"urlFrom": {"secretKeyRef": {"name": "shop-db", "key": "url"}}},
             "source": {"migrations": migrations},
             "policy": {"backup": "always", **policy},
-            "backup": {"destination": {"persistentVolumeClaim": {"claimName": "backups"}},
-                       "podLabels": {EXEC: "true"}, "activeDeadlineSeconds": 120},
+            "backup": {
+                "destination": {"persistentVolumeClaim": {"claimName": "backups"}},
+                "podLabels": {EXEC: "true"},
+                "activeDeadlineSeconds": 120,
+            },
         },
     }
 
 
-def release(version: str, migration: dict[str, Any], prometheus: PrometheusServer, namespace: str,
-            **spec: Any) -> dict[str, Any]:
-    error_ratio = (
-        f'sum(rate(http_requests_total{{namespace="{namespace}",app="web",color="{{{{color}}}}",code="500"}}[5s]))'
-        f' / sum(rate(http_requests_total{{namespace="{namespace}",app="web",color="{{{{color}}}}"}}[5s]))'
-    )
+def release(
+    version: str,
+    migration: dict[str, Any],
+    prometheus: PrometheusServer,
+    namespace: str,
+    **spec: Any,
+) -> dict[str, Any]:
+    series = f'http_requests_total{{namespace="{namespace}",app="web",color="{{{{color}}}}"'
+    error_ratio = f'sum(rate({series},code="500"}}[5s])) / sum(rate({series}}}[5s]))'
     return {
         "apiVersion": "lockstep.dev/v1alpha1",
         "kind": "FeatureRelease",
@@ -54,13 +66,20 @@ def release(version: str, migration: dict[str, Any], prometheus: PrometheusServe
             "selector": {"matchLabels": {"app": "web"}},
             "replicas": 2,
             "release": version,
-            "template": {"metadata": {"labels": {"app": "web", "app.kubernetes.io/version": version}},
-                         "spec": {"containers": [{"name": "web", "image": f"example/web:{version}"}]}},
+            "template": {
+                "metadata": {"labels": {"app": "web", "app.kubernetes.io/version": version}},
+                "spec": {"containers": [{"name": "web", "image": f"example/web:{version}"}]},
+            },
             "service": "web",
             "migration": {"ref": "shop-db", **migration},
             "strategy": {"blueGreen": {"scaleDownDelaySeconds": 2}},
-            "analysis": {"prometheus": {"address": prometheus.url}, "interval": "1s", "duration": "4s",
-                         "failureLimit": 2, "metrics": [{"name": "error-ratio", "query": error_ratio, "max": 0.05}]},
+            "analysis": {
+                "prometheus": {"address": prometheus.url},
+                "interval": "1s",
+                "duration": "4s",
+                "failureLimit": 2,
+                "metrics": [{"name": "error-ratio", "query": error_ratio, "max": 0.05}],
+            },
             **spec,
         },
     }
@@ -68,26 +87,49 @@ def release(version: str, migration: dict[str, Any], prometheus: PrometheusServe
 
 def versions(url: str) -> list[str]:
     with psycopg.connect(url) as conn:
-        return [r[0] for r in conn.execute("select version from lockstep.schema_migrations order by 1")]
+        return [
+            r[0] for r in conn.execute("select version from lockstep.schema_migrations order by 1")
+        ]
 
 
 def columns(url: str) -> list[str]:
     with psycopg.connect(url) as conn:
-        return [r[0] for r in conn.execute(
-            "select column_name from information_schema.columns where table_name = 'users' order by 1")]
+        return [
+            r[0]
+            for r in conn.execute(
+                "select column_name from information_schema.columns "
+                "where table_name = 'users' order by 1"
+            )
+        ]
 
 
 @pytest.fixture
-def v1_live(k: Kubectl, operator: OperatorProcess, pod_executor: LocalPodExecutor, traffic: TrafficClient,
-            prometheus: PrometheusServer, database_url: str) -> str:
+def v1_live(
+    k: Kubectl,
+    operator: OperatorProcess,
+    pod_executor: LocalPodExecutor,
+    traffic: TrafficClient,
+    prometheus: PrometheusServer,
+    database_url: str,
+) -> str:
     """Release v1 at schema 001, with traffic flowing; returns the database URL."""
     make_backup_volume(k.cluster, k.namespace, "backups")
-    k.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "shop-db"},
-             "stringData": {"url": database_url}},
-            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-             "spec": {"ports": [{"port": 80}]}},
-            database_migration([CREATE_USERS]),
-            release("v1", {"targetVersion": "001"}, prometheus, k.namespace))
+    k.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "shop-db"},
+            "stringData": {"url": database_url},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {"ports": [{"port": 80}]},
+        },
+        database_migration([CREATE_USERS]),
+        release("v1", {"targetVersion": "001"}, prometheus, k.namespace),
+    )
     traffic.set_app(k.namespace, "web", service="web", rps=50)
     k("wait", "--for=condition=Ready", "fr/web", "--timeout=120s")
     return database_url
@@ -96,16 +138,24 @@ def v1_live(k: Kubectl, operator: OperatorProcess, pod_executor: LocalPodExecuto
 def test_happy_path_backup_expand_switch_analysis_scale_down_contract_ready(
     k: Kubectl, v1_live: str, prometheus: PrometheusServer
 ) -> None:
-    k.apply(database_migration([CREATE_USERS, ADD_EMAIL, DROP_NAME]),
-            release("v2", {"targetVersion": "002", "contractVersion": "003"}, prometheus, k.namespace))
-    k.wait_for("the switch to green", lambda: k.status("fr", "web").get("activeColor") == "green", timeout=120)
+    k.apply(
+        database_migration([CREATE_USERS, ADD_EMAIL, DROP_NAME]),
+        release("v2", {"targetVersion": "002", "contractVersion": "003"}, prometheus, k.namespace),
+    )
+    k.wait_for(
+        "the switch to green",
+        lambda: k.status("fr", "web").get("activeColor") == "green",
+        timeout=120,
+    )
     # expand applied before the switch; contract not yet: blue (v1) may still run and use `name`
     assert versions(v1_live) == ["001", "002"]
     assert "name" in columns(v1_live)
     try:
         k("wait", "--for=condition=Ready", "fr/web", "--timeout=180s")
     except RuntimeError:
-        raise AssertionError(f"fr: {k.status('fr', 'web').get('message')} / dbm: {k.status('dbm', 'shop-db')}") from None
+        raise AssertionError(
+            f"fr: {k.status('fr', 'web').get('message')} / dbm: {k.status('dbm', 'shop-db')}"
+        ) from None
     fr = k.status("fr", "web")
     assert (fr["phase"], fr["activeColor"], fr["release"]) == ("Ready", "green", "v2")
     assert k.status("deployment", "web-blue").get("replicas", 0) == 0
@@ -122,8 +172,10 @@ def test_a_breaking_migration_referenced_by_a_release_is_blocked_and_nothing_cha
     k: Kubectl, v1_live: str, prometheus: PrometheusServer
 ) -> None:
     before = k.get("deployment", "web-blue")["spec"]
-    k.apply(database_migration([CREATE_USERS, DROP_NAME]),
-            release("v2", {"targetVersion": "003"}, prometheus, k.namespace))
+    k.apply(
+        database_migration([CREATE_USERS, DROP_NAME]),
+        release("v2", {"targetVersion": "003"}, prometheus, k.namespace),
+    )
     k.wait_for("Blocked", lambda: k.status("fr", "web").get("phase") == "Blocked", timeout=60)
     fr = k.status("fr", "web")
     assert "003" in fr["message"] and "breaking" in fr["message"]
@@ -138,10 +190,19 @@ def test_an_error_spike_rolls_the_schema_back_with_down_migrations_when_asked(
     k: Kubectl, v1_live: str, prometheus: PrometheusServer, traffic: TrafficClient
 ) -> None:
     traffic.set_app(k.namespace, "web", service="web", rps=50, error_ratio={"v2": 0.5})
-    k.apply(database_migration([CREATE_USERS, ADD_EMAIL]),
-            release("v2", {"targetVersion": "002"}, prometheus, k.namespace,
-                    rollback={"automatic": True, "database": "down"}))
-    k.wait_for("RolledBack", lambda: k.status("fr", "web").get("phase") == "RolledBack", timeout=180)
+    k.apply(
+        database_migration([CREATE_USERS, ADD_EMAIL]),
+        release(
+            "v2",
+            {"targetVersion": "002"},
+            prometheus,
+            k.namespace,
+            rollback={"automatic": True, "database": "down"},
+        ),
+    )
+    k.wait_for(
+        "RolledBack", lambda: k.status("fr", "web").get("phase") == "RolledBack", timeout=180
+    )
     assert k.get("service", "web")["spec"]["selector"]["lockstep.dev/color"] == "blue"
     k.wait_for("the schema back at 001", lambda: versions(v1_live) == ["001"], timeout=60)
     assert "email" not in columns(v1_live)
@@ -156,14 +217,26 @@ def test_an_error_spike_restores_the_pre_release_backup_when_the_policy_says_res
     with psycopg.connect(v1_live, autocommit=True) as conn:
         conn.execute("INSERT INTO users (name) VALUES ('ada'), ('grace')")
     traffic.set_app(k.namespace, "web", service="web", rps=50, error_ratio={"v2": 0.5})
-    k.apply(database_migration([CREATE_USERS, ADD_EMAIL]),
-            release("v2", {"targetVersion": "002"}, prometheus, k.namespace,
-                    rollback={"automatic": True, "database": "restore"}))
-    k.wait_for("RolledBack", lambda: k.status("fr", "web").get("phase") == "RolledBack", timeout=180)
+    k.apply(
+        database_migration([CREATE_USERS, ADD_EMAIL]),
+        release(
+            "v2",
+            {"targetVersion": "002"},
+            prometheus,
+            k.namespace,
+            rollback={"automatic": True, "database": "restore"},
+        ),
+    )
+    k.wait_for(
+        "RolledBack", lambda: k.status("fr", "web").get("phase") == "RolledBack", timeout=180
+    )
     k.wait_for("the backup restored", lambda: versions(v1_live) == ["001"], timeout=60)
     assert "email" not in columns(v1_live)
     with psycopg.connect(v1_live) as conn:
-        assert [r[0] for r in conn.execute("select name from users order by id")] == ["ada", "grace"]
+        assert [r[0] for r in conn.execute("select name from users order by id")] == [
+            "ada",
+            "grace",
+        ]
     dbm = k.status("dbm", "shop-db")
     assert dbm["lastRequest"]["action"] == "rollback:restore"
     assert "writes made after" in dbm["lastRequest"]["outcome"]

@@ -33,7 +33,9 @@ EXEC = "lockstep.dev/test-exec"
 def build_controlplane() -> Path:
     """Build (or find in the cache) the binaries; returns the directory holding bin/."""
     result = subprocess.run(
-        [str(BUILD_SCRIPT)], check=False, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [str(BUILD_SCRIPT)],
+        check=False,
+        capture_output=True,
         text=True,
     )
     if result.returncode != 0:
@@ -66,8 +68,11 @@ def kwok_stages(base_stages: Path) -> list[dict[str, Any]]:
                     "matchExpressions": [
                         {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
                         {"key": ".status.phase", "operator": "In", "values": ["Running"]},
-                        {"key": f'.metadata.labels["{FAIL}"]', "operator": "In",
-                         "values": ["true"]},
+                        {
+                            "key": f'.metadata.labels["{FAIL}"]',
+                            "operator": "In",
+                            "values": ["true"],
+                        },
                     ]
                 },
                 "next": {
@@ -133,68 +138,116 @@ class Cluster:
         self.kubeconfig.write_text(self._kubeconfig_text(certs))
 
         try:
-            etcd = self._start("etcd", [
-                "--name=node0", f"--data-dir={self.base_dir / 'etcd'}",
-                f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
-                f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
-                f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
-                f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
-                f"--initial-cluster=node0=http://127.0.0.1:{etcd_peer}",
-                "--unsafe-no-fsync=true", "--quota-backend-bytes=4294967296",
-                "--log-level=warn",
-            ], logs)
-            wait_until(lambda: self._http_ok(etcd, f"http://127.0.0.1:{etcd_port}/health"),
-                       timeout=60, what="etcd health")
+            etcd = self._start(
+                "etcd",
+                [
+                    "--name=node0",
+                    f"--data-dir={self.base_dir / 'etcd'}",
+                    f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+                    f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+                    f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+                    f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+                    f"--initial-cluster=node0=http://127.0.0.1:{etcd_peer}",
+                    "--unsafe-no-fsync=true",
+                    "--quota-backend-bytes=4294967296",
+                    "--log-level=warn",
+                ],
+                logs,
+            )
+            wait_until(
+                lambda: self._http_ok(etcd, f"http://127.0.0.1:{etcd_port}/health"),
+                timeout=60,
+                what="etcd health",
+            )
 
-            apiserver = self._start("kube-apiserver", [
-                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                "--advertise-address=127.0.0.1", "--bind-address=127.0.0.1",
-                f"--secure-port={self.api_port}", f"--cert-dir={self.base_dir / 'pki'}",
-                f"--tls-cert-file={certs.admin_cert}", f"--tls-private-key-file={certs.admin_key}",
-                f"--client-ca-file={certs.ca_cert}",
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                f"--service-account-key-file={certs.sa_pub}",
-                f"--service-account-signing-key-file={certs.sa_key}",
-                "--service-cluster-ip-range=10.96.0.0/16",
-                "--authorization-mode=Node,RBAC", "--allow-privileged=true",
-                "--endpoint-reconciler-type=none",
-                "--disable-admission-plugins=ServiceAccount",
-                "--enable-priority-and-fairness=false",
-                "--max-requests-inflight=2000", "--max-mutating-requests-inflight=1000",
-                "--event-ttl=1h",
-                *self._audit_flags(),
-            ], logs)
-            wait_until(lambda: self._api_ready(apiserver), timeout=120,
-                       what="kube-apiserver /readyz")
+            apiserver = self._start(
+                "kube-apiserver",
+                [
+                    f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                    "--advertise-address=127.0.0.1",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={self.api_port}",
+                    f"--cert-dir={self.base_dir / 'pki'}",
+                    f"--tls-cert-file={certs.admin_cert}",
+                    f"--tls-private-key-file={certs.admin_key}",
+                    f"--client-ca-file={certs.ca_cert}",
+                    "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                    f"--service-account-key-file={certs.sa_pub}",
+                    f"--service-account-signing-key-file={certs.sa_key}",
+                    "--service-cluster-ip-range=10.96.0.0/16",
+                    "--authorization-mode=Node,RBAC",
+                    "--allow-privileged=true",
+                    "--endpoint-reconciler-type=none",
+                    "--disable-admission-plugins=ServiceAccount",
+                    "--enable-priority-and-fairness=false",
+                    "--max-requests-inflight=2000",
+                    "--max-mutating-requests-inflight=1000",
+                    "--event-ttl=1h",
+                    *self._audit_flags(),
+                ],
+                logs,
+            )
+            wait_until(
+                lambda: self._api_ready(apiserver), timeout=120, what="kube-apiserver /readyz"
+            )
 
-            common = [f"--kubeconfig={self.kubeconfig}", "--leader-elect=false",
-                      "--bind-address=127.0.0.1",
-                      "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics"]
-            self._start("kube-controller-manager", [
-                *common, f"--secure-port={free_port()}", "--controllers=*",
-                f"--root-ca-file={certs.ca_cert}",
-                f"--service-account-private-key-file={certs.sa_key}",
-                "--use-service-account-credentials=false",
-                "--kube-api-qps=200", "--kube-api-burst=400",
-                "--concurrent-deployment-syncs=20", "--concurrent-replicaset-syncs=20",
-                "--concurrent-job-syncs=20",
-            ], logs)
-            self._start("kube-scheduler", [
-                *common, f"--secure-port={free_port()}",
-                "--kube-api-qps=200", "--kube-api-burst=400",
-            ], logs)
+            common = [
+                f"--kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+            ]
+            self._start(
+                "kube-controller-manager",
+                [
+                    *common,
+                    f"--secure-port={free_port()}",
+                    "--controllers=*",
+                    f"--root-ca-file={certs.ca_cert}",
+                    f"--service-account-private-key-file={certs.sa_key}",
+                    "--use-service-account-credentials=false",
+                    "--kube-api-qps=200",
+                    "--kube-api-burst=400",
+                    "--concurrent-deployment-syncs=20",
+                    "--concurrent-replicaset-syncs=20",
+                    "--concurrent-job-syncs=20",
+                ],
+                logs,
+            )
+            self._start(
+                "kube-scheduler",
+                [
+                    *common,
+                    f"--secure-port={free_port()}",
+                    "--kube-api-qps=200",
+                    "--kube-api-burst=400",
+                ],
+                logs,
+            )
             stages = self.base_dir / "kwok-stages.yaml"
             stages.write_text(yaml.safe_dump_all(kwok_stages(build_dir / "kwok-stages.yaml")))
-            self._start("kwok", [
-                f"--kubeconfig={self.kubeconfig}", f"--config={stages}",
-                "--manage-all-nodes=true", "--node-lease-duration-seconds=40",
-                "--cidr=10.244.0.0/16", "--node-ip=10.0.0.1",
-            ], logs)
+            self._start(
+                "kwok",
+                [
+                    f"--kubeconfig={self.kubeconfig}",
+                    f"--config={stages}",
+                    "--manage-all-nodes=true",
+                    "--node-lease-duration-seconds=40",
+                    "--cidr=10.244.0.0/16",
+                    "--node-ip=10.0.0.1",
+                ],
+                logs,
+            )
             for index in range(self.nodes):
                 self.kubectl("apply", "-f", "-", input=yaml.safe_dump(self._node(index)))
             wait_until(self._nodes_ready, timeout=60, interval=0.3, what="kwok nodes Ready")
-            wait_until(lambda: self.kubectl("get", "serviceaccount", "default", check=False)
-                       .returncode == 0, timeout=60, what="the default ServiceAccount")
+            wait_until(
+                lambda: (
+                    self.kubectl("get", "serviceaccount", "default", check=False).returncode == 0
+                ),
+                timeout=60,
+                what="the default ServiceAccount",
+            )
         except BaseException:
             self.stop()
             raise
@@ -229,14 +282,27 @@ class Cluster:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "lockstep-test", "cluster": {
-                "server": f"https://127.0.0.1:{self.api_port}",
-                "certificate-authority-data": b64(certs.ca_cert)}}],
-            "users": [{"name": "admin", "user": {
-                "client-certificate-data": b64(certs.admin_cert),
-                "client-key-data": b64(certs.admin_key)}}],
-            "contexts": [{"name": "lockstep-test",
-                          "context": {"cluster": "lockstep-test", "user": "admin"}}],
+            "clusters": [
+                {
+                    "name": "lockstep-test",
+                    "cluster": {
+                        "server": f"https://127.0.0.1:{self.api_port}",
+                        "certificate-authority-data": b64(certs.ca_cert),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": "admin",
+                    "user": {
+                        "client-certificate-data": b64(certs.admin_cert),
+                        "client-key-data": b64(certs.admin_key),
+                    },
+                }
+            ],
+            "contexts": [
+                {"name": "lockstep-test", "context": {"cluster": "lockstep-test", "user": "admin"}}
+            ],
             "current-context": "lockstep-test",
         }
         return yaml.safe_dump(config)
@@ -249,8 +315,16 @@ class Cluster:
             "kind": "Config",
             "clusters": admin["clusters"],
             "users": [{"name": "token", "user": {"token": token}}],
-            "contexts": [{"name": "token", "context": {
-                "cluster": "lockstep-test", "user": "token", "namespace": namespace}}],
+            "contexts": [
+                {
+                    "name": "token",
+                    "context": {
+                        "cluster": "lockstep-test",
+                        "user": "token",
+                        "namespace": namespace,
+                    },
+                }
+            ],
             "current-context": "token",
         }
         path.write_text(yaml.safe_dump(config))
@@ -273,7 +347,9 @@ class Cluster:
         for process in self.processes:
             process.check_alive()
         out = self.kubectl(
-            "get", "nodes", "-o",
+            "get",
+            "nodes",
+            "-o",
             'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{" "}{end}',
         ).stdout.split()
         return len(out) == self.nodes and all(s == "True" for s in out)
@@ -287,8 +363,12 @@ class Cluster:
             "metadata": {
                 "name": name,
                 "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-                "labels": {"type": "kwok", "kubernetes.io/os": "linux",
-                           "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": name},
+                "labels": {
+                    "type": "kwok",
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "kubernetes.io/hostname": name,
+                },
             },
             "status": {
                 "allocatable": {"cpu": "1000", "memory": "1Ti", "pods": "10000"},
@@ -301,7 +381,11 @@ class Cluster:
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
-            input=input, capture_output=True, text=True, check=False, timeout=timeout,
+            input=input,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
         )
         if check and result.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
@@ -310,7 +394,10 @@ class Cluster:
     def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [str(self.bin_dir / "helm"), f"--kubeconfig={self.kubeconfig}", *args],
-            capture_output=True, text=True, check=False, timeout=300,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
         )
         if check and result.returncode != 0:
             raise RuntimeError(f"helm {' '.join(args)} failed: {result.stderr.strip()}")

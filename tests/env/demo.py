@@ -33,11 +33,18 @@ from .traffic import TrafficClient, TrafficProcess
 
 NAMESPACE = "shop"
 MIGRATIONS = [
-    {"version": "001", "name": "create_users",
-     "up": "CREATE TABLE users (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text);",
-     "down": "DROP TABLE users;"},
-    {"version": "002", "name": "add_email", "up": "ALTER TABLE users ADD COLUMN email text;",
-     "down": "ALTER TABLE users DROP COLUMN email;"},
+    {
+        "version": "001",
+        "name": "create_users",
+        "up": "CREATE TABLE users (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text);",
+        "down": "DROP TABLE users;",
+    },
+    {
+        "version": "002",
+        "name": "add_email",
+        "up": "ALTER TABLE users ADD COLUMN email text;",
+        "down": "ALTER TABLE users DROP COLUMN email;",
+    },
     {"version": "003", "name": "drop_name", "up": "ALTER TABLE users DROP COLUMN name;"},
 ]
 
@@ -62,8 +69,13 @@ class Demo:
 
     def plugin(self, *args: str) -> None:
         env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig)}
-        out = subprocess.run([sys.executable, "-m", "lockstep.plugin", "-n", NAMESPACE, *args],
-                             capture_output=True, text=True, env=env, check=False)
+        out = subprocess.run(
+            [sys.executable, "-m", "lockstep.plugin", "-n", NAMESPACE, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
         print(out.stdout + out.stderr, end="", flush=True)
 
     def apply(self, *docs: dict[str, Any]) -> None:
@@ -78,9 +90,11 @@ class Demo:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             fr, dbm = self.status("fr", "web"), self.status("dbm", "shop-db")
-            line = (f"  fr/web {fr.get('phase', '-'):<12} step={fr.get('step', '-'):<20} "
-                    f"{fr.get('message', '')[:90]}\n  dbm/shop-db {dbm.get('phase', '-'):<19} "
-                    f"version={dbm.get('currentVersion', '-')}")
+            line = (
+                f"  fr/web {fr.get('phase', '-'):<12} step={fr.get('step', '-'):<20} "
+                f"{fr.get('message', '')[:90]}\n  dbm/shop-db {dbm.get('phase', '-'):<19} "
+                f"version={dbm.get('currentVersion', '-')}"
+            )
             if line != seen:
                 print(line, flush=True)
                 seen = line
@@ -90,58 +104,79 @@ class Demo:
         raise TimeoutError(f"the release did not reach {until}")
 
     def release(self, version: str, target: str, contract: str | None = None) -> dict[str, Any]:
-        ratio = (f'sum(rate(http_requests_total{{namespace="{NAMESPACE}",app="web",color="{{{{color}}}}",code="500"}}[5s]))'
-                 f' / sum(rate(http_requests_total{{namespace="{NAMESPACE}",app="web",color="{{{{color}}}}"}}[5s]))')
+        series = f'http_requests_total{{namespace="{NAMESPACE}",app="web",color="{{{{color}}}}"'
+        ratio = f'sum(rate({series},code="500"}}[5s])) / sum(rate({series}}}[5s]))'
         migration: dict[str, Any] = {"ref": "shop-db", "targetVersion": target}
         if contract:
             migration["contractVersion"] = contract
         return {
-            "apiVersion": "lockstep.dev/v1alpha1", "kind": "FeatureRelease",
+            "apiVersion": "lockstep.dev/v1alpha1",
+            "kind": "FeatureRelease",
             "metadata": {"name": "web"},
             "spec": {
-                "selector": {"matchLabels": {"app": "web"}}, "replicas": 3, "release": version,
-                "template": {"metadata": {"labels": {"app": "web", "app.kubernetes.io/version": version}},
-                             "spec": {"containers": [{"name": "web", "image": f"example/web:{version}"}]}},
-                "service": "web", "migration": migration,
+                "selector": {"matchLabels": {"app": "web"}},
+                "replicas": 3,
+                "release": version,
+                "template": {
+                    "metadata": {"labels": {"app": "web", "app.kubernetes.io/version": version}},
+                    "spec": {"containers": [{"name": "web", "image": f"example/web:{version}"}]},
+                },
+                "service": "web",
+                "migration": migration,
                 "strategy": {"blueGreen": {"scaleDownDelaySeconds": 5}},
-                "analysis": {"prometheus": {"address": self.prometheus.url}, "interval": "2s",
-                             "duration": "10s", "failureLimit": 2,
-                             "metrics": [{"name": "error-ratio", "query": ratio, "max": 0.05}]},
+                "analysis": {
+                    "prometheus": {"address": self.prometheus.url},
+                    "interval": "2s",
+                    "duration": "10s",
+                    "failureLimit": 2,
+                    "metrics": [{"name": "error-ratio", "query": ratio, "max": 0.05}],
+                },
                 "rollback": {"automatic": True, "database": "none"},
             },
         }
 
     def migration(self, versions: int) -> dict[str, Any]:
         return {
-            "apiVersion": "lockstep.dev/v1alpha1", "kind": "DatabaseMigration",
+            "apiVersion": "lockstep.dev/v1alpha1",
+            "kind": "DatabaseMigration",
             "metadata": {"name": "shop-db"},
             "spec": {
                 "database": {"urlFrom": {"secretKeyRef": {"name": "shop-db", "key": "url"}}},
                 "source": {"migrations": MIGRATIONS[:versions]},
                 "policy": {"lockTimeout": "2s", "backup": "always"},
-                "backup": {"destination": {"persistentVolumeClaim": {"claimName": "backups"}},
-                           "podLabels": {EXEC: "true"}, "retention": 3},
+                "backup": {
+                    "destination": {"persistentVolumeClaim": {"claimName": "backups"}},
+                    "podLabels": {EXEC: "true"},
+                    "retention": 3,
+                },
             },
         }
 
     def run(self) -> None:
-        say("Starting the local cluster (etcd, kube-apiserver, controller-manager, scheduler, kwok), "
-            "PostgreSQL and Prometheus")
+        say(
+            "Starting the local cluster (etcd, kube-apiserver, controller-manager, scheduler, "
+            "kwok), PostgreSQL and Prometheus"
+        )
         self.started += [self.cluster, self.postgres, self.prometheus]
         self.cluster.start()
         self.postgres.start()
         self.prometheus.start()
         install_rbac(self.cluster)
-        operator = OperatorProcess(service_account_kubeconfig(self.cluster, self.base / "sa.kubeconfig"),
-                                   self.base)
-        executor = LocalPodExecutor(self.cluster.kubeconfig, self.base / "executor", [self.postgres.bindir])
+        operator = OperatorProcess(
+            service_account_kubeconfig(self.cluster, self.base / "sa.kubeconfig"), self.base
+        )
+        executor = LocalPodExecutor(
+            self.cluster.kubeconfig, self.base / "executor", [self.postgres.bindir]
+        )
         traffic = TrafficProcess(self.cluster.kubeconfig, self.base / "traffic")
         self.started += [operator, executor, traffic]
         operator.start()
         executor.start()
         traffic.start()
         self.prometheus.set_targets("traffic", [traffic.address])
-        wait_until(lambda: self.prometheus.target_up(traffic.address), timeout=60, what="traffic scraped")
+        wait_until(
+            lambda: self.prometheus.target_up(traffic.address), timeout=60, what="traffic scraped"
+        )
         client = TrafficClient(traffic.address)
         print(self.cluster.kubectl("get", "nodes").stdout, end="")
 
@@ -149,23 +184,40 @@ class Demo:
         self.cluster.kubectl("create", "namespace", NAMESPACE)
         url = self.postgres.create_database("shop")
         make_backup_volume(self.cluster, NAMESPACE, "backups")
-        self.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "shop-db"},
-                    "stringData": {"url": url}},
-                   {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-                    "spec": {"ports": [{"port": 80, "targetPort": 8080}]}},
-                   self.migration(1), self.release("v1", "001"))
+        self.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "shop-db"},
+                "stringData": {"url": url},
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "web"},
+                "spec": {"ports": [{"port": 80, "targetPort": 8080}]},
+            },
+            self.migration(1),
+            self.release("v1", "001"),
+        )
         client.set_app(NAMESPACE, "web", service="web", rps=40, error_ratio={"v3": 0.3})
         self.follow("Ready")
         self.show("get", "fr,dbm,deploy,svc", "-o", "wide")
 
-        say("2. Release v2: expand 002 before the switch, analysis, contract 003 after blue is gone")
+        say(
+            "2. Release v2: expand 002 before the switch, analysis, contract 003 after blue is gone"
+        )
         self.apply(self.migration(3), self.release("v2", "002", contract="003"))
         self.follow("Ready")
         self.show("get", "fr,dbm")
         self.plugin("status", "web")
-        print(f"\n  backups: {[b['name'] for b in self.status('dbm', 'shop-db').get('backups', [])]}")
+        print(
+            f"\n  backups: {[b['name'] for b in self.status('dbm', 'shop-db').get('backups', [])]}"
+        )
 
-        say("3. Release v3: the traffic process makes v3 fail 30% of requests -> automatic rollback")
+        say(
+            "3. Release v3: the traffic process makes v3 fail 30% of requests -> automatic rollback"
+        )
         self.apply(self.migration(3), self.release("v3", "003"))
         self.follow("RolledBack")
         self.show("get", "fr", "-o", "wide")
@@ -173,8 +225,15 @@ class Demo:
         print()
         self.plugin("history", "web")
         say("Events of fr/web")
-        self.show("get", "events", "--field-selector", "involvedObject.name=web",
-                  "--sort-by=.eventTime", "-o", "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message")
+        self.show(
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=web",
+            "--sort-by=.eventTime",
+            "-o",
+            "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message",
+        )
         say("The demo is over: everything it started is stopped")
 
     def stop(self) -> None:

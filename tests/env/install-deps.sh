@@ -13,10 +13,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Where an init system runs, the packages start their own services; the tests start their
+  # own servers on free ports, so stop those (only the ones just installed).
+  for service in postgresql prometheus; do
+    case " ${missing[*]} " in *" $service "*) $sudo service "$service" stop >/dev/null 2>&1 || true ;; esac
+  done
 fi
-# The Debian packages start their own services where an init system runs; the tests start
-# their own servers on free ports, so stop those to free memory.
-pkill -x prometheus 2>/dev/null || true
 
 if ! python3 -m uv --version >/dev/null 2>&1; then
   echo "[deps] installing uv" >&2

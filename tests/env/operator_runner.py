@@ -27,8 +27,13 @@ SERVICE_ACCOUNT = "lockstep"
 
 def install_rbac(cluster: Cluster) -> None:
     """The CRDs, the operator namespace, its ServiceAccount and RBAC, from the repository."""
-    cluster.kubectl("apply", "-f", str(CRDS / "lockstep.dev_featurereleases.yaml"),
-                    "-f", str(CRDS / "lockstep.dev_databasemigrations.yaml"))
+    cluster.kubectl(
+        "apply",
+        "-f",
+        str(CRDS / "lockstep.dev_featurereleases.yaml"),
+        "-f",
+        str(CRDS / "lockstep.dev_databasemigrations.yaml"),
+    )
     cluster.kubectl("apply", "-f", str(MANIFESTS / "namespace.yaml"))
     cluster.kubectl("apply", "-f", str(MANIFESTS / "rbac.yaml"))
     for crd in ("featurereleases.lockstep.dev", "databasemigrations.lockstep.dev"):
@@ -45,7 +50,9 @@ def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
 class OperatorProcess:
     """`python -m lockstep run` with the ServiceAccount's kubeconfig; logs to a file."""
 
-    def __init__(self, kubeconfig: Path, log_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, kubeconfig: Path, log_dir: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.log_dir = log_dir
         self.extra_env = extra_env or {}
@@ -59,7 +66,10 @@ class OperatorProcess:
         return self.log_dir / "lockstep-operator.log"
 
     def start(self) -> None:
-        self.metrics_port, self.health_port = free_port(), free_port()
+        self.metrics_port = free_port()
+        self.health_port = free_port()
+        while self.health_port == self.metrics_port:  # the kernel may hand out the same one
+            self.health_port = free_port()
         env = {
             "KUBECONFIG": str(self.kubeconfig),
             "PYTHONUNBUFFERED": "1",
@@ -69,7 +79,10 @@ class OperatorProcess:
         self.process = Process(
             "lockstep-operator",
             [
-                sys.executable, "-m", "lockstep", "run",
+                sys.executable,
+                "-m",
+                "lockstep",
+                "run",
                 f"--metrics-port={self.metrics_port}",
                 f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
                 "--log-format=plain",
@@ -85,7 +98,9 @@ class OperatorProcess:
         assert self.process is not None
         if not self.process.alive():
             raise RuntimeError(f"operator exited:\n{self.process.tail(40)}")
-        return httpx.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1).status_code == 200
+        return (
+            httpx.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1).status_code == 200
+        )
 
     def metrics(self) -> str:
         return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
@@ -117,6 +132,9 @@ def can_i(cluster: Cluster, kubeconfig: Path, *args: str) -> bool:
     """`kubectl auth can-i` as the identity of `kubeconfig`."""
     result = subprocess.run(
         [str(cluster.bin_dir / "kubectl"), f"--kubeconfig={kubeconfig}", "auth", "can-i", *args],
-        capture_output=True, text=True, check=False, timeout=30,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
     )
     return result.stdout.strip() == "yes"

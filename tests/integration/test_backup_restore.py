@@ -296,15 +296,20 @@ def test_restore_removes_objects_created_after_the_backup(node: Node, database_u
     fill(database_url)
     before = snapshot(database_url)
     result = take_backup(node, database_url)
-    run_sql(database_url, "CREATE TABLE added_later (id int); CREATE SCHEMA later; "
-            "CREATE TABLE later.log (id int); DELETE FROM invoices;")
+    run_sql(
+        database_url,
+        "CREATE TABLE added_later (id int); CREATE SCHEMA later; "
+        "CREATE TABLE later.log (id int); DELETE FROM invoices;",
+    )
 
     done = node.run(restore(result), database_url)
 
     assert done.returncode == 0, node.message()
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT to_regclass('added_later') IS NULL").fetchone() == (True,)
-        assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'later'").fetchone() == (0,)
+        assert conn.execute(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'later'"
+        ).fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM invoices").fetchone() == (2000,)
     assert snapshot(database_url) == before
 

@@ -154,7 +154,8 @@ class Sim:
             self.rollback_requests.append(action)
             if self.answer_rollback_requests and self.migration is not None:
                 self.migration = dataclasses.replace(
-                    self.migration, last_request_id=action.request_id,
+                    self.migration,
+                    last_request_id=action.request_id,
                     last_request_outcome="Succeeded: rolled back",
                     current_version=action.to_version,
                 )
@@ -165,7 +166,9 @@ class Sim:
         """One evaluation; with `crash_after`, only that many actions happen and the status
         is not written (the process died), like a SIGKILL in the middle of a reconcile."""
         release = self.release()
-        decision = machine.decide(release, "web", "prod", self.generation, self.world(), self.controls())
+        decision = machine.decide(
+            release, "web", "prod", self.generation, self.world(), self.controls()
+        )
         measure = next((a for a in decision.actions if isinstance(a, Measure)), None)
         if measure is not None:
             result = QueryResult("error-ratio", value=self.metric_value, error=self.metric_error)
@@ -173,7 +176,9 @@ class Sim:
                 release.model_copy(update={"status": decision.status}), [result], self.now
             )
             emitted = [a for a in decision.actions if isinstance(a, Emit)]
-            decision = machine.decide(measured, "web", "prod", self.generation, self.world(), self.controls())
+            decision = machine.decide(
+                measured, "web", "prod", self.generation, self.world(), self.controls()
+            )
             decision.actions = emitted + [a for a in decision.actions if not isinstance(a, Measure)]
         actions = decision.actions if crash_after is None else decision.actions[:crash_after]
         for action in actions:
@@ -190,18 +195,25 @@ class Sim:
             st = self.typed_status()
             if until is not None and st.step == until:
                 return
-            if until is None and st.step in (machine.DONE, machine.ROLLED_BACK, machine.AWAIT_ABORT) and st.phase in ("Ready", "RolledBack", "Blocked"):
-                if not self.pending_work():
-                    return
+            if (
+                until is None
+                and st.step in (machine.DONE, machine.ROLLED_BACK, machine.AWAIT_ABORT)
+                and st.phase in ("Ready", "RolledBack", "Blocked")
+            ) and not self.pending_work():
+                return
             if until is None and st.phase in ("Blocked", "Paused", "Invalid"):
                 return
             self.now += timedelta(seconds=min(max(decision.requeue, 0.1), 1.0))
             if self.now > deadline:
                 break
-        raise AssertionError(f"did not settle: step={self.typed_status().step} message={self.typed_status().message}")
+        raise AssertionError(
+            f"did not settle: step={self.typed_status().step} message={self.typed_status().message}"
+        )
 
     def pending_work(self) -> bool:
-        decision = machine.decide(self.release(), "web", "prod", self.generation, self.world(), self.controls())
+        decision = machine.decide(
+            self.release(), "web", "prod", self.generation, self.world(), self.controls()
+        )
         return any(not isinstance(a, Emit) for a in decision.actions)
 
     def typed_status(self) -> FeatureReleaseStatus:

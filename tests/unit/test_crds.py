@@ -38,9 +38,13 @@ def schema_of(crd: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("crd", all_crds().values(), ids=lambda c: c["metadata"]["name"])
 def test_every_field_has_a_description(crd: dict[str, Any]) -> None:
     missing = [
-        path for path, node in walk(schema_of(crd))
-        if path.count(".") >= 1 and not path.endswith("[]") and not path.endswith("{}")
-        and not path.startswith(".metadata") and "description" not in node
+        path
+        for path, node in walk(schema_of(crd))
+        if path.count(".") >= 1
+        and not path.endswith("[]")
+        and not path.endswith("{}")
+        and not path.startswith(".metadata")
+        and "description" not in node
     ]
     assert missing == []
 
@@ -70,8 +74,11 @@ def test_names_short_names_categories_and_status_subresource() -> None:
 
 def test_release_printer_columns_show_phase_active_colour_release_ready_and_age() -> None:
     crd = all_crds()["lockstep.dev_featurereleases.yaml"]
-    columns = [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]
-               if not c.get("priority")]
+    columns = [
+        c["name"]
+        for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]
+        if not c.get("priority")
+    ]
     assert columns == ["Phase", "Active", "Release", "Ready", "Age"]
 
 

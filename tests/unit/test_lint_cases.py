@@ -1148,14 +1148,20 @@ def test_result_counts() -> None:
 def test_severity_changes() -> None:
     sql = "CREATE INDEX i ON public.users (a);\nCREATE TABLE public.t (id integer);"
     default = {f.rule: f.severity for f in lint_sql(sql, BASE).findings}
-    assert default == {"require-concurrent-index-creation": "error", "prefer-bigint-over-int": "warning"}
+    assert default == {
+        "require-concurrent-index-creation": "error",
+        "prefer-bigint-over-int": "warning",
+    }
     changed = LintConfig(
         errors=frozenset({"prefer-bigint-over-int"}),
         warnings=frozenset({"require-concurrent-index-creation"}),
         ignore=frozenset({"require-table-schema"}),
     )
     swapped = {f.rule: f.severity for f in lint_sql(sql, changed).findings}
-    assert swapped == {"require-concurrent-index-creation": "warning", "prefer-bigint-over-int": "error"}
+    assert swapped == {
+        "require-concurrent-index-creation": "warning",
+        "prefer-bigint-over-int": "error",
+    }
 
 
 def test_ignore_wins_over_errors() -> None:
@@ -1205,14 +1211,22 @@ def test_breaking_findings_are_warnings_in_a_contract_migration_that_lockstep_or
     assert not result.has_errors
 
 
-def test_breaking_findings_stay_errors_when_raised_or_when_the_runner_does_not_order_contract() -> None:
-    raised = lint_sql("ALTER TABLE users DROP COLUMN name;", LintConfig(errors=frozenset({"ban-drop-column"})))
+def test_breaking_findings_stay_errors_when_raised_or_when_the_runner_does_not_order_contract() -> (
+    None
+):
+    raised = lint_sql(
+        "ALTER TABLE users DROP COLUMN name;", LintConfig(errors=frozenset({"ban-drop-column"}))
+    )
     assert raised.has_errors
-    plain = lint_sql("ALTER TABLE users DROP COLUMN name;", LintConfig(runner_orders_contract=False))
+    plain = lint_sql(
+        "ALTER TABLE users DROP COLUMN name;", LintConfig(runner_orders_contract=False)
+    )
     assert plain.has_errors
 
 
 def test_locking_findings_stay_errors_in_a_contract_migration() -> None:
-    result = lint_sql("ALTER TABLE users DROP COLUMN name;\nALTER TABLE users ALTER COLUMN id TYPE text;")
+    result = lint_sql(
+        "ALTER TABLE users DROP COLUMN name;\nALTER TABLE users ALTER COLUMN id TYPE text;"
+    )
     assert result.phase == "contract"
     assert any(f.rule == "changing-column-type" and f.severity == "error" for f in result.findings)

@@ -62,7 +62,9 @@ def test_backup_tokens_are_stable_short_and_change_with_the_plan() -> None:
 
 
 def test_rollback_requests_are_parsed_or_explained() -> None:
-    request = parse_rollback_request('{"id": "web-1", "mode": "down", "toVersion": "001", "requestedBy": "FeatureRelease/web"}')
+    request = parse_rollback_request(
+        '{"id": "web-1", "mode": "down", "toVersion": "001", "requestedBy": "FeatureRelease/web"}'
+    )
     assert request == RollbackRequest("web-1", "down", "001", "FeatureRelease/web")
     assert parse_rollback_request(None) is None
     assert isinstance(parse_rollback_request("not json"), str)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from tests.unit.release_sim import ANALYSIS, Sim, spec, template
 
 from lockstep.release import machine
 from lockstep.release.world import MigrationView, PointService, ScaleColor
-from tests.unit.release_sim import ANALYSIS, Sim, spec, template
 
 
 def live_v1(**overrides: object) -> Sim:
@@ -31,7 +31,9 @@ def test_the_first_release_goes_live_in_blue_without_analysis() -> None:
     st = sim.typed_status()
     assert (st.phase, st.step, st.active_color) == ("Ready", machine.DONE, "blue")
     assert sim.service_color == "blue"
-    assert sim.deployments == {"blue": {"revision": st.stable_revision, "replicas": 2, "stuck": False}}
+    assert sim.deployments == {
+        "blue": {"revision": st.stable_revision, "replicas": 2, "stuck": False}
+    }
     assert st.observed_generation == 1
     assert [(h.outcome, h.release) for h in st.history] == [("Promoted", "v1")]
     assert "Switched" in sim.reasons()
@@ -40,7 +42,12 @@ def test_the_first_release_goes_live_in_blue_without_analysis() -> None:
 def test_ready_conditions_follow_kstatus() -> None:
     sim = live_v1()
     conditions = {c.type: c.status for c in sim.typed_status().conditions}
-    assert conditions == {"Ready": "True", "Reconciling": "False", "Stalled": "False", "Degraded": "False"}
+    assert conditions == {
+        "Ready": "True",
+        "Reconciling": "False",
+        "Stalled": "False",
+        "Degraded": "False",
+    }
 
 
 def test_an_existing_serving_colour_is_adopted_not_redeployed() -> None:
@@ -69,7 +76,14 @@ def test_a_new_template_is_released_in_the_idle_colour_and_promoted_after_analys
     assert sim.deployments["blue"]["replicas"] == 0
     assert [h.outcome for h in st.history] == ["Promoted", "Promoted"]
     reasons = sim.reasons()
-    for expected in ("ReleaseStarted", "ColorAvailable", "Switched", "AnalysisPassed", "Promoted", "ScaledDown"):
+    for expected in (
+        "ReleaseStarted",
+        "ColorAvailable",
+        "Switched",
+        "AnalysisPassed",
+        "Promoted",
+        "ScaledDown",
+    ):
         assert expected in reasons
 
 
@@ -139,7 +153,9 @@ def test_a_rolled_back_release_stays_rolled_back_until_retried() -> None:
     assert st.last_request is not None and st.last_request.outcome == "retrying"
 
 
-def test_new_pods_that_never_become_ready_roll_back_at_the_deadline_without_moving_traffic() -> None:
+def test_new_pods_that_never_become_ready_roll_back_at_the_deadline_without_moving_traffic() -> (
+    None
+):
     sim = live_v1(strategy={"blueGreen": {"progressDeadlineSeconds": 30}})
     sim.never_ready.add("v2")
     release_v2(sim)
@@ -170,7 +186,10 @@ def test_passing_checks_run_once_each_and_let_the_release_through() -> None:
     release_v2(sim)
     sim.run()
     assert sim.typed_status().phase == "Ready"
-    assert sorted(j.split("-")[1] + "-" + j.split("-")[2] for j in sim.jobs) == ["post-load", "pre-smoke"]
+    assert sorted(j.split("-")[1] + "-" + j.split("-")[2] for j in sim.jobs) == [
+        "post-load",
+        "pre-smoke",
+    ]
     assert {c.phase for c in sim.typed_status().checks} == {"Succeeded"}
 
 
@@ -309,10 +328,17 @@ def test_reverting_the_template_to_the_stable_one_goes_back_without_degrading() 
 # ---------------------------------------------------------------------------- migration gate
 
 
-def migration(current: str | None, pending_contract: tuple[str, ...] = (), stalled: bool = False) -> MigrationView:
+def migration(
+    current: str | None, pending_contract: tuple[str, ...] = (), stalled: bool = False
+) -> MigrationView:
     return MigrationView(
-        exists=True, current_version=current, target_version="003", ready=not pending_contract,
-        stalled=stalled, observed_current=True, pending_contract=pending_contract,
+        exists=True,
+        current_version=current,
+        target_version="003",
+        ready=not pending_contract,
+        stalled=stalled,
+        observed_current=True,
+        pending_contract=pending_contract,
         message="boom" if stalled else "",
     )
 
@@ -353,8 +379,13 @@ def test_a_breaking_migration_needed_by_the_release_blocks_it_and_changes_nothin
 
 
 def test_database_rollback_by_down_is_requested_and_awaited() -> None:
-    sim = Sim(spec(migration={"ref": "db", "targetVersion": "001"}, analysis=ANALYSIS,
-                   rollback={"database": "down"}))
+    sim = Sim(
+        spec(
+            migration={"ref": "db", "targetVersion": "001"},
+            analysis=ANALYSIS,
+            rollback={"database": "down"},
+        )
+    )
     sim.migration = migration("001")
     sim.run()
     release_v2(sim, migration={"ref": "db", "targetVersion": "002"})
@@ -379,7 +410,10 @@ def scenario(kind: str) -> Sim:
         sim.metric_value = 0.7
         release_v2(sim)
     else:
-        check = {"name": "smoke", "template": {"spec": {"containers": [{"name": "t", "image": "t"}]}}}
+        check = {
+            "name": "smoke",
+            "template": {"spec": {"containers": [{"name": "t", "image": "t"}]}},
+        }
         sim = live_v1(checks={"prePromotion": [check]})
         release_v2(sim)
     return sim

@@ -59,8 +59,18 @@ def _convert(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any
     if "const" in node:
         result["type"] = "string"
         result["enum"] = [node["const"]]
-    for key in ("type", "enum", "pattern", "minLength", "maxLength", "minItems", "maxItems",
-                "minimum", "maximum", "format"):
+    for key in (
+        "type",
+        "enum",
+        "pattern",
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+        "minimum",
+        "maximum",
+        "format",
+    ):
         if key in node:
             result[key] = node[key]
     if "exclusiveMinimum" in node:
@@ -134,7 +144,10 @@ def _crd(
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": f"{plural}.{GROUP}",
-            "labels": {"app.kubernetes.io/name": "lockstep", "app.kubernetes.io/part-of": "lockstep"},
+            "labels": {
+                "app.kubernetes.io/name": "lockstep",
+                "app.kubernetes.io/part-of": "lockstep",
+            },
         },
         "spec": {
             "group": GROUP,

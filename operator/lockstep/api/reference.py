@@ -13,14 +13,31 @@ Generated from the pydantic models by `python -m lockstep.api.reference > docs/r
 and in the category `lockstep` (`kubectl get lockstep`).
 
 Manual controls never touch the spec (GitOps owns it); they are annotations:
-
-| annotation | on | meaning |
-|---|---|---|
-| `lockstep.dev/request: ACTION@ID` | FeatureRelease | one-shot `promote`, `abort` or `retry`; answered once in `status.lastRequest` (`kubectl lockstep promote\\|abort\\|retry NAME` writes it) |
-| `lockstep.dev/paused: "true"` | FeatureRelease | hold the release at its current step (`kubectl lockstep pause\\|resume NAME`) |
-| `lockstep.dev/request: retry@ID` | DatabaseMigration | take a fresh backup after a failed backup Job |
-| `lockstep.dev/rollback-request` | DatabaseMigration | written by a FeatureRelease whose `rollback.database` is `down` or `restore` |
 """
+
+CONTROLS = [
+    (
+        "`lockstep.dev/request: ACTION@ID`",
+        "FeatureRelease",
+        "one-shot `promote`, `abort` or `retry`; answered once in `status.lastRequest` "
+        "(`kubectl lockstep promote\\|abort\\|retry NAME` writes it)",
+    ),
+    (
+        '`lockstep.dev/paused: "true"`',
+        "FeatureRelease",
+        "hold the release at its current step (`kubectl lockstep pause\\|resume NAME`)",
+    ),
+    (
+        "`lockstep.dev/request: retry@ID`",
+        "DatabaseMigration",
+        "take a fresh backup after a failed backup Job",
+    ),
+    (
+        "`lockstep.dev/rollback-request`",
+        "DatabaseMigration",
+        "written by a FeatureRelease whose `rollback.database` is `down` or `restore`",
+    ),
+]
 
 
 def _type(node: dict[str, Any]) -> str:
@@ -49,8 +66,11 @@ def _rows(node: dict[str, Any], prefix: str, required: set[str]) -> list[str]:
         rows.append(f"| `{path}`{mark} | {_type(prop)} | {description} |")
         child = prop.get("items", prop) if prop.get("type") == "array" else prop
         if child.get("properties"):
-            rows += _rows(child, path + ("[]" if prop.get("type") == "array" else ""),
-                          set(child.get("required", [])))
+            rows += _rows(
+                child,
+                path + ("[]" if prop.get("type") == "array" else ""),
+                set(child.get("required", [])),
+            )
     return rows
 
 
@@ -65,12 +85,15 @@ def rules_of(node: dict[str, Any], prefix: str = "") -> list[str]:
 
 
 def reference_markdown() -> str:
-    parts = [INTRO]
+    parts = [INTRO, "| annotation | on | meaning |", "|---|---|---|"]
+    parts += [f"| {what} | {kind} | {meaning} |" for what, kind, meaning in CONTROLS]
     for crd in all_crds().values():
         names = crd["spec"]["names"]
         schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
         spec, status = schema["properties"]["spec"], schema["properties"]["status"]
-        parts.append(f"\n## {names['kind']} (`{names['shortNames'][0]}`)\n\n{schema['description']}\n")
+        parts.append(
+            f"\n## {names['kind']} (`{names['shortNames'][0]}`)\n\n{schema['description']}\n"
+        )
         parts.append("### spec\n\n| field | type | description |\n|---|---|---|")
         parts += _rows(spec, "", set(spec.get("required", [])))
         cel = rules_of(spec)

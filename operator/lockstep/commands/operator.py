@@ -44,7 +44,10 @@ def register(subparsers: Any) -> None:
         description="Generate the CRD YAML from the pydantic models.",
     )
     crds.add_argument(
-        "--output", type=Path, action="append", default=None,
+        "--output",
+        type=Path,
+        action="append",
+        default=None,
         help="directory, repeatable (default: crds and helm/lockstep/crds)",
     )
     crds.add_argument(
@@ -63,6 +66,7 @@ def run_operator(args: argparse.Namespace) -> int:
 
     if args.metrics_port is not None:
         os.environ["LOCKSTEP_METRICS_PORT"] = str(args.metrics_port)
+    logging.getLogger().handlers.clear()  # kopf installs its own handler; one line per record
     kopf.configure(
         verbose=args.verbose > 0,
         debug=args.verbose > 1,

@@ -46,7 +46,8 @@ def contract_decision(
         return ContractDecision(True, spec_target, "policy.allowBreaking is set")
     if not gates:
         return ContractDecision(
-            False, None,
+            False,
+            None,
             f"contract migration {first} waits: no FeatureRelease references this "
             "DatabaseMigration to say the old application version is gone; set "
             "policy.allowBreaking to apply it anyway",
@@ -54,14 +55,16 @@ def contract_decision(
     waiting = sorted(g.name for g in gates if not g.settled)
     if waiting:
         return ContractDecision(
-            False, None,
+            False,
+            None,
             f"contract migration {first} waits until FeatureRelease {', '.join(waiting)} runs "
             "only its promoted release",
         )
     short = sorted(g.name for g in gates if (g.contract_through or "") < first)
     if short:
         return ContractDecision(
-            False, None,
+            False,
+            None,
             f"contract migration {first} waits until FeatureRelease {', '.join(short)} declares "
             f"migration.contractVersion {first} or later (its running release must tolerate it)",
         )
@@ -91,7 +94,7 @@ class RollbackRequest:
     requested_by: str
 
 
-def parse_rollback_request(text: str | None) -> RollbackRequest | None | str:
+def parse_rollback_request(text: str | None) -> RollbackRequest | str | None:
     """The request, None when there is none, or an error message for a malformed one."""
     if not text:
         return None
@@ -99,7 +102,11 @@ def parse_rollback_request(text: str | None) -> RollbackRequest | None | str:
         data = json.loads(text)
     except ValueError:
         return "the rollback request annotation is not JSON"
-    if not isinstance(data, dict) or not data.get("id") or data.get("mode") not in ("down", "restore"):
+    if (
+        not isinstance(data, dict)
+        or not data.get("id")
+        or data.get("mode") not in ("down", "restore")
+    ):
         return "the rollback request needs an id and a mode of down or restore"
     to_version = data.get("toVersion")
     return RollbackRequest(

@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from .. import metrics
+from ..api.base import RequestRecord, timestamp
 from ..api.base import now as utcnow
-from ..api.base import timestamp
 from ..api.migration import (
     AppliedRecord,
     BackupRecord,
@@ -32,7 +32,6 @@ from ..api.migration import (
     PlannedStatement,
     PlanStatus,
 )
-from ..api.base import RequestRecord
 from ..backup import (
     BackupError,
     backup_job,
@@ -42,7 +41,8 @@ from ..backup import (
     restore_job_name,
 )
 from ..conditions import Health, conditions_for
-from ..kube import Kube, NotFound, ObjectRef
+from ..kube import Kube, NotFound
+from ..objects import Snapshot, mark_invalid, write_status
 from ..postgres import DatabaseError, connect, server_version
 from ..redact import redact, remember
 from ..release.world import JobView
@@ -68,21 +68,6 @@ APPLIED_KEPT = 20
 
 
 @dataclass
-class MigrationObject:
-    name: str
-    namespace: str
-    uid: str
-    generation: int
-    annotations: dict[str, str]
-    spec: dict[str, Any]
-    status: dict[str, Any]
-
-    @property
-    def ref(self) -> ObjectRef:
-        return ObjectRef("DatabaseMigration", self.namespace, self.name, self.uid)
-
-
-@dataclass
 class MigrationWorld:
     jobs: dict[str, JobView]
     gates: list[ReleaseGate]
@@ -100,7 +85,9 @@ _lint_cache: dict[tuple[str, str], LintedSource] = {}
 _lint_lock = threading.Lock()
 
 
-def cached_lint(migrations: list[Migration], source_id: str, config_key: str, **kwargs: Any) -> LintedSource:
+def cached_lint(
+    migrations: list[Migration], source_id: str, config_key: str, **kwargs: Any
+) -> LintedSource:
     """Lint results per (source, configuration): linting every pass would waste the CPU."""
     key = (source_id, config_key)
     with _lint_lock:
@@ -117,7 +104,9 @@ def cached_lint(migrations: list[Migration], source_id: str, config_key: str, **
 class Reconciliation:
     """One pass over one DatabaseMigration."""
 
-    def __init__(self, kube: Kube, obj: MigrationObject, world: MigrationWorld, spec: DatabaseMigrationSpec) -> None:
+    def __init__(
+        self, kube: Kube, obj: Snapshot, world: MigrationWorld, spec: DatabaseMigrationSpec
+    ) -> None:
         self.kube = kube
         self.obj = obj
         self.world = world
@@ -132,8 +121,9 @@ class Reconciliation:
     def event(self, type_: str, reason: str, message: str) -> None:
         self.kube.event(self.obj.ref, type_, reason, message)
 
-    def settle(self, phase: str, health: Health, reason: str, message: str,
-               event: str | None = None) -> None:
+    def settle(
+        self, phase: str, health: Health, reason: str, message: str, event: str | None = None
+    ) -> None:
         """Set the coarse state; post an Event when it changed (not on every pass)."""
         message = redact(message)
         changed = (self.previous.phase, self.previous.message) != (phase, message)
@@ -150,10 +140,7 @@ class Reconciliation:
 
     def write(self) -> dict[str, Any]:
         status = self.st.wire()
-        if status != self.obj.status:
-            patch: dict[str, Any] = {key: None for key in self.obj.status if key not in status}
-            patch.update(status)
-            self.kube.patch_status(PLURAL, self.obj.namespace, self.obj.name, patch)
+        write_status(self.kube, self.obj, status)
         return status
 
     # ------------------------------------------------------------------ inputs
@@ -210,8 +197,11 @@ class Reconciliation:
         policy = self.spec.policy
         try:
             linted = cached_lint(
-                migrations, source_id, f"{version}:{policy.lint.model_dump_json()}",
-                policy=policy.lint, pg_version=version,
+                migrations,
+                source_id,
+                f"{version}:{policy.lint.model_dump_json()}",
+                policy=policy.lint,
+                pg_version=version,
             )
         except ValueError as exc:  # unknown rule ids in the policy
             raise self.stall("InvalidSpec", f"policy.lint: {exc}") from None
@@ -220,7 +210,9 @@ class Reconciliation:
         if isinstance(request, str):
             log.warning("DatabaseMigration %s/%s: %s", self.obj.namespace, self.obj.name, request)
             request = None
-        if request is not None and (self.st.last_request is None or self.st.last_request.id != request.id):
+        if request is not None and (
+            self.st.last_request is None or self.st.last_request.id != request.id
+        ):
             return self.rollback(request, migrations, linted)
         held = (
             self.st.held_at
@@ -248,21 +240,31 @@ class Reconciliation:
         if self.spec.dry_run:
             count = len(plan.steps) + len(plan.held_back)
             self.settle(
-                "DryRun", Health.PLANNED, "DryRun",
+                "DryRun",
+                Health.PLANNED,
+                "DryRun",
                 f"dry run: {count} migration{'s' if count != 1 else ''} would run "
-                f"({plan.verdict}); nothing was applied", event="Normal",
+                f"({plan.verdict}); nothing was applied",
+                event="Normal",
             )
             raise Stop(60)
 
         if not plan.steps and plan.blocked_contract and held is None:
             decision = contract_decision(
-                [m.version for m in migrations], plan.blocked_contract, self.world.gates,
-                policy.allow_breaking, self.spec.target_version,
+                [m.version for m in migrations],
+                plan.blocked_contract,
+                self.world.gates,
+                policy.allow_breaking,
+                self.spec.target_version,
             )
             if not decision.allowed:
-                self.settle("WaitingForContract", Health.PROGRESSING, "WaitingForContract",
-                            f"expand migrations applied at {plan.current_version}; {decision.reason}",
-                            event="Normal")
+                self.settle(
+                    "WaitingForContract",
+                    Health.PROGRESSING,
+                    "WaitingForContract",
+                    f"expand migrations applied at {plan.current_version}; {decision.reason}",
+                    event="Normal",
+                )
                 raise Stop(5)
             plan = self.plan(migrations, linted, decision.target or target, allow_contract=True)
             self.st.plan = plan_summary(plan)
@@ -278,12 +280,22 @@ class Reconciliation:
             self.ensure_backup(plan)
         return self.apply(migrations, linted, plan, allow_contract=plan.allow_contract)
 
-    def plan(self, migrations: list[Migration], linted: LintedSource, target: str | None,
-             allow_contract: bool) -> Plan:
+    def plan(
+        self,
+        migrations: list[Migration],
+        linted: LintedSource,
+        target: str | None,
+        allow_contract: bool,
+    ) -> Plan:
         try:
             return engine.plan(
-                self.url, migrations, up_lint=linted.up, down_lint=linted.down,
-                policy=self.spec.policy, target=target, allow_contract=allow_contract,
+                self.url,
+                migrations,
+                up_lint=linted.up,
+                down_lint=linted.down,
+                policy=self.spec.policy,
+                target=target,
+                allow_contract=allow_contract,
                 application_name="lockstep-operator",
             )
         except DriftError as exc:
@@ -299,7 +311,9 @@ class Reconciliation:
         """A completed backup of the database as it is before `plan`, or Stop."""
         backup = self.spec.backup
         assert backup is not None  # the model requires it unless policy.backup is never
-        token = backup_token(self.st.source_hash or "", plan.current_version, self.st.backup_attempt)
+        token = backup_token(
+            self.st.source_hash or "", plan.current_version, self.st.backup_attempt
+        )
         name = backup_job_name(self.obj.name, token)
         if any(b.name == name for b in self.st.backups):
             return
@@ -307,21 +321,36 @@ class Reconciliation:
         if job is None:
             try:
                 body = backup_job(
-                    migration_name=self.obj.name, namespace=self.obj.namespace,
+                    migration_name=self.obj.name,
+                    namespace=self.obj.namespace,
                     owner=self.obj.ref.owner_reference(),
-                    url_secret=self.spec.database.url_from.secret_key_ref, spec=backup,
-                    backup_name=name, schema_version=plan.current_version,
+                    url_secret=self.spec.database.url_from.secret_key_ref,
+                    spec=backup,
+                    backup_name=name,
+                    schema_version=plan.current_version,
                 )
             except BackupError as exc:
                 raise self.stall("InvalidBackup", str(exc)) from None
             if self.kube.create_job(body):
-                self.event("Normal", "BackupStarted", f"Backing up before {plan.verdict or 'applying'}: Job {name}")
-            self.settle("BackingUp", Health.PROGRESSING, "BackingUp",
-                        f"waiting for backup Job {name} before applying anything")
+                self.event(
+                    "Normal",
+                    "BackupStarted",
+                    f"Backing up before {plan.verdict or 'applying'}: Job {name}",
+                )
+            self.settle(
+                "BackingUp",
+                Health.PROGRESSING,
+                "BackingUp",
+                f"waiting for backup Job {name} before applying anything",
+            )
             raise Stop(2)
         if job.phase == "Running":
-            self.settle("BackingUp", Health.PROGRESSING, "BackingUp",
-                        f"waiting for backup Job {name} before applying anything")
+            self.settle(
+                "BackingUp",
+                Health.PROGRESSING,
+                "BackingUp",
+                f"waiting for backup Job {name} before applying anything",
+            )
             raise Stop(2)
         message = self.kube.job_termination_message(self.obj.namespace, name) or ""
         if job.phase == "Failed":
@@ -335,39 +364,64 @@ class Reconciliation:
         try:
             result = parse_result(message)
         except BackupError as exc:
-            raise self.stall("BackupFailed", f"backup Job {name}: {exc}; no migration was applied") from None
+            raise self.stall(
+                "BackupFailed", f"backup Job {name}: {exc}; no migration was applied"
+            ) from None
         record = BackupRecord(
-            name=name, path=result.path, size_bytes=result.size_bytes, sha256=result.sha256,
-            database_version=plan.current_version, completed_at=timestamp(utcnow()),
+            name=name,
+            path=result.path,
+            size_bytes=result.size_bytes,
+            sha256=result.sha256,
+            database_version=plan.current_version,
+            completed_at=timestamp(utcnow()),
         )
-        self.st.backups = [*self.st.backups, record][-backup.retention:]
-        self.event("Normal", "BackupCompleted",
-                   f"Backup {name}: {result.path}, {result.size_bytes} bytes, sha256 {result.sha256[:12]}")
+        self.st.backups = [*self.st.backups, record][-backup.retention :]
+        self.event(
+            "Normal",
+            "BackupCompleted",
+            f"Backup {name}: {result.path}, {result.size_bytes} bytes, sha256 {result.sha256[:12]}",
+        )
 
     # ------------------------------------------------------------------ apply
 
-    def apply(self, migrations: list[Migration], linted: LintedSource, plan: Plan,
-              allow_contract: bool) -> float:
-        self.settle("Migrating", Health.PROGRESSING, "Migrating",
-                    f"applying {', '.join(s.label for s in plan.steps)}")
+    def apply(
+        self, migrations: list[Migration], linted: LintedSource, plan: Plan, allow_contract: bool
+    ) -> float:
+        self.settle(
+            "Migrating",
+            Health.PROGRESSING,
+            "Migrating",
+            f"applying {', '.join(s.label for s in plan.steps)}",
+        )
         self.write()
 
         def on_event(kind: str, version: str | None, detail: str) -> None:
             if kind in ("applied", "reverted", "retrying", "invalid-index-dropped", "resumed"):
-                self.event("Warning" if kind == "retrying" else "Normal",
-                           "Migration" + kind.title().replace("-", ""), detail)
+                self.event(
+                    "Warning" if kind == "retrying" else "Normal",
+                    "Migration" + kind.title().replace("-", ""),
+                    detail,
+                )
 
         try:
             result = engine.apply(
-                self.url, migrations, up_lint=linted.up, down_lint=linted.down,
-                policy=self.spec.policy, applied_by=f"lockstep-operator:{self.obj.namespace}/{self.obj.name}",
-                target=plan.target_version, allow_contract=allow_contract,
-                wait=self.world.stop.wait, on_event=on_event,  # type: ignore[arg-type]
+                self.url,
+                migrations,
+                up_lint=linted.up,
+                down_lint=linted.down,
+                policy=self.spec.policy,
+                applied_by=f"lockstep-operator:{self.obj.namespace}/{self.obj.name}",
+                target=plan.target_version,
+                allow_contract=allow_contract,
+                wait=self.world.stop.wait,
+                on_event=on_event,
                 application_name="lockstep-operator",
             )
         except engine.MigrationFailed as exc:
             self.st.last_error = MigrationError(
-                version=exc.version, statement=exc.statement or "", sqlstate=exc.sqlstate or "",
+                version=exc.version,
+                statement=exc.statement or "",
+                sqlstate=exc.sqlstate or "",
                 message=exc.message,
             )
             raise self.stall("MigrationFailed", str(exc)) from None
@@ -384,9 +438,13 @@ class Reconciliation:
             raise self.stall("DatabaseUnreachable", str(exc), delay=10) from None
         records = [
             AppliedRecord(
-                version=r.version, name=r.name, direction=r.direction,  # type: ignore[arg-type]
-                finished_at=timestamp(r.finished_at), duration_ms=r.duration_ms,
-                lock_wait_ms=r.lock_wait_ms, attempts=r.attempts,
+                version=r.version,
+                name=r.name,
+                direction=r.direction,
+                finished_at=timestamp(r.finished_at),
+                duration_ms=r.duration_ms,
+                lock_wait_ms=r.lock_wait_ms,
+                attempts=r.attempts,
             )
             for r in result.results
         ]
@@ -398,13 +456,20 @@ class Reconciliation:
 
     # ------------------------------------------------------------------ rollback
 
-    def rollback(self, request: RollbackRequest, migrations: list[Migration], linted: LintedSource) -> float:
+    def rollback(
+        self, request: RollbackRequest, migrations: list[Migration], linted: LintedSource
+    ) -> float:
         """Take the database back for a FeatureRelease, then hold it there."""
         if request.mode == "restore":
             outcome = self.restore(request)
         else:
-            self.settle("RollingBack", Health.PROGRESSING, "RollingBack",
-                        f"rolling back to {request.to_version} for {request.requested_by}", event="Warning")
+            self.settle(
+                "RollingBack",
+                Health.PROGRESSING,
+                "RollingBack",
+                f"rolling back to {request.to_version} for {request.requested_by}",
+                event="Warning",
+            )
             self.write()
             try:
                 plan = self.plan(migrations, linted, request.to_version, allow_contract=True)
@@ -416,7 +481,9 @@ class Reconciliation:
                 else:
                     raise
         self.st.last_request = RequestRecord(
-            id=request.id, action=f"rollback:{request.mode}", outcome=redact(outcome)[:500],
+            id=request.id,
+            action=f"rollback:{request.mode}",
+            outcome=redact(outcome)[:500],
             at=timestamp(utcnow()),
         )
         if outcome.startswith("Succeeded"):
@@ -428,7 +495,9 @@ class Reconciliation:
 
     def restore(self, request: RollbackRequest) -> str:
         backup_spec = self.spec.backup
-        candidates = [b for b in self.st.backups if b.database_version == request.to_version and b.sha256]
+        candidates = [
+            b for b in self.st.backups if b.database_version == request.to_version and b.sha256
+        ]
         if backup_spec is None or not candidates:
             return f"Failed: no backup of version {request.to_version} to restore"
         backup = candidates[-1]
@@ -436,23 +505,33 @@ class Reconciliation:
         job = self.world.jobs.get(name)
         if job is None:
             body = restore_job(
-                migration_name=self.obj.name, namespace=self.obj.namespace,
+                migration_name=self.obj.name,
+                namespace=self.obj.namespace,
                 owner=self.obj.ref.owner_reference(),
-                url_secret=self.spec.database.url_from.secret_key_ref, spec=backup_spec,
-                backup=backup, job_name=name,
+                url_secret=self.spec.database.url_from.secret_key_ref,
+                spec=backup_spec,
+                backup=backup,
+                job_name=name,
             )
             self.kube.create_job(body)
-            self.settle("Restoring", Health.PROGRESSING, "Restoring",
-                        f"restoring backup {backup.name} (taken {backup.completed_at}); writes made "
-                        "since then are lost", event="Warning")
+            self.settle(
+                "Restoring",
+                Health.PROGRESSING,
+                "Restoring",
+                f"restoring backup {backup.name} (taken {backup.completed_at}); writes made "
+                "since then are lost",
+                event="Warning",
+            )
             raise Stop(2)
         if job.phase == "Running":
             raise Stop(2)
         if job.phase == "Failed":
             message = self.kube.job_termination_message(self.obj.namespace, name) or job.message
             return f"Failed: restore Job {name}: {message}"
-        return (f"Succeeded: restored backup {backup.name} of version {request.to_version}; writes "
-                f"made after {backup.completed_at} are lost")
+        return (
+            f"Succeeded: restored backup {backup.name} of version {request.to_version}; writes "
+            f"made after {backup.completed_at} are lost"
+        )
 
 
 def lint_summary(plan: Plan, linted: LintedSource) -> LintStatus:
@@ -463,8 +542,17 @@ def lint_summary(plan: Plan, linted: LintedSource) -> LintStatus:
         if result is None:
             continue
         for f in result.findings:
-            findings.append(FindingStatus(rule=f.rule, severity=f.severity, version=version,
-                                          line=f.line, column=f.column, message=f.message, help=f.help))
+            findings.append(
+                FindingStatus(
+                    rule=f.rule,
+                    severity=f.severity,
+                    version=version,
+                    line=f.line,
+                    column=f.column,
+                    message=f.message,
+                    help=f.help,
+                )
+            )
     findings.sort(key=lambda f: (f.severity != "error", f.version, f.line))
     return LintStatus(
         errors=sum(f.severity == "error" for f in findings),
@@ -480,10 +568,17 @@ def plan_summary(plan: Plan) -> PlanStatus:
         backup_needed=plan.backup_needed,
         migrations=[
             PlannedMigration(
-                version=s.version, name=s.name, phase=s.phase, direction=s.direction,  # type: ignore[arg-type]
+                version=s.version,
+                name=s.name,
+                phase=s.phase,
+                direction=s.direction,
                 statements=[
-                    PlannedStatement(summary=st.summary, lock=st.lock or "NONE",
-                                     transactional=st.transactional, classes=list(st.classes))
+                    PlannedStatement(
+                        summary=st.summary,
+                        lock=st.lock or "NONE",
+                        transactional=st.transactional,
+                        classes=list(st.classes),
+                    )
                     for st in s.statements
                 ],
             )
@@ -492,15 +587,14 @@ def plan_summary(plan: Plan) -> PlanStatus:
     )
 
 
-def reconcile(kube: Kube, obj: MigrationObject, world: MigrationWorld) -> tuple[dict[str, Any], float]:
+def reconcile(kube: Kube, obj: Snapshot, world: MigrationWorld) -> tuple[dict[str, Any], float]:
     """One pass over a DatabaseMigration: returns (the status written, seconds until the next)."""
     with metrics.RECONCILE_SECONDS.labels("DatabaseMigration").time():
         try:
             spec = DatabaseMigration.model_validate({"spec": obj.spec}).spec
         except ValidationError as exc:
-            from ..release.reconcile import validation_message
-
-            return invalid(kube, obj, validation_message(exc)), 60.0
+            metrics.RECONCILES.labels("DatabaseMigration", "invalid").inc()
+            return mark_invalid(kube, obj, exc), 60.0
         run = Reconciliation(kube, obj, world, spec)
         try:
             delay = run.run()
@@ -509,17 +603,3 @@ def reconcile(kube: Kube, obj: MigrationObject, world: MigrationWorld) -> tuple[
         status = run.write()
         metrics.RECONCILES.labels("DatabaseMigration", run.st.phase or "none").inc()
         return status, delay
-
-
-def invalid(kube: Kube, obj: MigrationObject, message: str) -> dict[str, Any]:
-    previous = DatabaseMigrationStatus.model_validate(obj.status or {})
-    status = previous.model_copy(update={
-        "observed_generation": obj.generation, "phase": "Invalid", "message": message,
-        "conditions": conditions_for(Health.STALLED, "InvalidSpec", message, obj.generation,
-                                     previous.conditions, at=timestamp(utcnow())),
-    }).wire()
-    if not (previous.phase == "Invalid" and previous.observed_generation == obj.generation):
-        kube.event(obj.ref, "Warning", "InvalidSpec", message)
-    if status != obj.status:
-        kube.patch_status(PLURAL, obj.namespace, obj.name, status)
-    return status

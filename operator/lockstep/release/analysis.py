@@ -38,7 +38,9 @@ def render_query(template: str, values: dict[str, str]) -> str:
     return query
 
 
-def evaluate(metric: AnalysisMetric, result: QueryResult, analysis: Analysis, at: str) -> Measurement:
+def evaluate(
+    metric: AnalysisMetric, result: QueryResult, analysis: Analysis, at: str
+) -> Measurement:
     """One measurement: Successful, Failed (out of bounds) or Error."""
     if result.error is not None:
         return Measurement(metric=metric.name, phase="Error", message=result.error, at=at)
@@ -49,13 +51,19 @@ def evaluate(metric: AnalysisMetric, result: QueryResult, analysis: Analysis, at
         return Measurement(metric=metric.name, phase="Error", message="no data", at=at)
     if metric.max is not None and value > metric.max:
         return Measurement(
-            metric=metric.name, phase="Failed", value=value,
-            message=f"{value:g} is above max {metric.max:g}", at=at,
+            metric=metric.name,
+            phase="Failed",
+            value=value,
+            message=f"{value:g} is above max {metric.max:g}",
+            at=at,
         )
     if metric.min is not None and value < metric.min:
         return Measurement(
-            metric=metric.name, phase="Failed", value=value,
-            message=f"{value:g} is below min {metric.min:g}", at=at,
+            metric=metric.name,
+            phase="Failed",
+            value=value,
+            message=f"{value:g} is below min {metric.min:g}",
+            at=at,
         )
     return Measurement(metric=metric.name, phase="Successful", value=value, at=at)
 

@@ -53,7 +53,12 @@ def color_deployment(
         "metadata": {
             "name": color_name(release, color),
             "namespace": namespace,
-            "labels": {**MANAGED_BY, RELEASE_LABEL: release, COLOR_LABEL: color, REVISION_LABEL: revision},
+            "labels": {
+                **MANAGED_BY,
+                RELEASE_LABEL: release,
+                COLOR_LABEL: color,
+                REVISION_LABEL: revision,
+            },
             "ownerReferences": [owner],
         },
         "spec": {

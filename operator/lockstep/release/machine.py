@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ..api.base import parse_timestamp, timestamp
+from ..api.base import RequestRecord, parse_timestamp, timestamp
 from ..api.release import (
     AnalysisStatus,
     CheckJob,
@@ -23,7 +23,6 @@ from ..api.release import (
     FeatureReleaseSpec,
     FeatureReleaseStatus,
     HistoryEntry,
-    RequestRecord,
 )
 from ..conditions import Health, conditions_for
 from . import analysis as analysis_rules
@@ -98,8 +97,13 @@ class Machine:
     """One evaluation of one FeatureRelease. Use `decide`; the class only carries context."""
 
     def __init__(
-        self, release: FeatureRelease, name: str, namespace: str, generation: int,
-        world: World, controls: Controls,
+        self,
+        release: FeatureRelease,
+        name: str,
+        namespace: str,
+        generation: int,
+        world: World,
+        controls: Controls,
     ) -> None:
         self.spec = release.spec
         self.st = release.status.model_copy(deep=True)
@@ -132,7 +136,8 @@ class Machine:
         self.st.step_started_at = self.ts()
 
     def handled(self, outcome: str) -> None:
-        assert self.controls.request_id and self.request
+        assert self.controls.request_id
+        assert self.request
         self.st.last_request = RequestRecord(
             id=self.controls.request_id, action=self.request, outcome=outcome, at=self.ts()
         )
@@ -225,7 +230,11 @@ class Machine:
         if reason == "InvalidSpec":
             self.st.phase = "Invalid"
         self.st.conditions = conditions_for(
-            health, reason, self.st.message or "", self.generation, self.st.conditions,
+            health,
+            reason,
+            self.st.message or "",
+            self.generation,
+            self.st.conditions,
             at=self.ts(),
         )
         if health is Health.READY or self.st.step == ROLLED_BACK:
@@ -291,7 +300,8 @@ class Machine:
         self.enter(WAIT_FOR_MIGRATION if self.spec.migration else DEPLOY)
         label = f"{self.spec.release} " if self.spec.release else ""
         self.d.emit(
-            "Normal", "ReleaseStarted",
+            "Normal",
+            "ReleaseStarted",
             f"Release {label}(revision {revision}, attempt {attempt}) started in {preview}",
         )
         self.say(f"Releasing revision {revision} in {preview}")
@@ -299,7 +309,7 @@ class Machine:
     def desired_changed(self) -> None:
         """The spec now asks for another revision than the one in progress or settled."""
         step = self.st.step
-        if step in (DONE, ROLLED_BACK) or step == AWAIT_ABORT and not self.traffic_moved():
+        if step in (DONE, ROLLED_BACK) or (step == AWAIT_ABORT and not self.traffic_moved()):
             if step == AWAIT_ABORT:
                 self.add_history("Superseded", "a newer revision was applied")
             if self.revision == self.st.stable_revision:
@@ -336,7 +346,7 @@ class Machine:
         if action == "abort":
             if in_flight:
                 self.handled("aborting")
-                self.abort("Aborted", "aborted by request", manual=True)
+                self.abort("Aborted", f"requested ({self.controls.request_id})", manual=True)
             else:
                 self.handled(f"ignored: nothing to abort in step {step}")
         elif action == "promote":
@@ -371,7 +381,8 @@ class Machine:
     def rollback_started(self) -> None:
         self.enter(ROLL_BACK)
         self.st.scale_down_at = timestamp(
-            self.now + timedelta(seconds=self.spec.strategy.blue_green.abort_scale_down_delay_seconds)
+            self.now
+            + timedelta(seconds=self.spec.strategy.blue_green.abort_scale_down_delay_seconds)
         )
 
     # ------------------------------------------------------------------ steps
@@ -406,7 +417,11 @@ class Machine:
                 "MigrationFailed", f"DatabaseMigration {gate.ref} is stalled: {mig.message}"
             )
             return
-        if mig.observed_current and mig.current_version is not None and mig.current_version >= target:
+        if (
+            mig.observed_current
+            and mig.current_version is not None
+            and mig.current_version >= target
+        ):
             self.d.emit("Normal", "SchemaReady", f"Schema is at {mig.current_version}")
             self.enter(DEPLOY)
             return
@@ -440,7 +455,9 @@ class Machine:
             return
         self.say(f"Waiting for {self.name}-{color}: {available}/{replicas} pods available")
 
-    def run_checks(self, stage: str, checks: list[CheckJob], color: Color, service: str) -> bool | None:
+    def run_checks(
+        self, stage: str, checks: list[CheckJob], color: Color, service: str
+    ) -> bool | None:
         """Run the checks of a stage; True when all passed, False when one failed."""
         records = {c.name: c for c in self.st.checks if c.stage == stage}
         all_passed = True
@@ -452,18 +469,28 @@ class Machine:
                 # creating an existing Job is a no-op, so ask again until the Job is seen
                 self.d.actions.append(RunCheck(check.name, stage, job, color, service))  # type: ignore[arg-type]
                 if record is None:
-                    record = CheckStatus(name=check.name, stage=stage, job=job, phase="Running")  # type: ignore[arg-type]
+                    record = CheckStatus(name=check.name, stage=stage, job=job, phase="Running")
                     self.st.checks = [*self.st.checks, record]
                 all_passed = False
                 continue
             if record is None or record.phase != view.phase:
                 record = CheckStatus(
-                    name=check.name, stage=stage, job=job, phase=view.phase, message=view.message  # type: ignore[arg-type]
+                    name=check.name,
+                    stage=stage,
+                    job=job,
+                    phase=view.phase,
+                    message=view.message,
                 )
-                self.st.checks = [c for c in self.st.checks if not (c.stage == stage and c.name == check.name)] + [record]
+                self.st.checks = [
+                    c for c in self.st.checks if not (c.stage == stage and c.name == check.name)
+                ] + [record]
             if view.phase == "Failed":
-                self.d.emit("Warning", "CheckFailed", f"{stage} check {check.name} failed: {view.message}")
-                self.abort("CheckFailed", f"{stage} check {check.name} (Job {job}) failed: {view.message}")
+                self.d.emit(
+                    "Warning", "CheckFailed", f"{stage} check {check.name} failed: {view.message}"
+                )
+                self.abort(
+                    "CheckFailed", f"{stage} check {check.name} (Job {job}) failed: {view.message}"
+                )
                 return False
             if view.phase != "Succeeded":
                 all_passed = False
@@ -476,7 +503,9 @@ class Machine:
             self.d.actions.append(PointService(preview, color))
             self.say(f"Pointing preview Service {preview} at {color}")
             return
-        result = self.run_checks("prePromotion", self.spec.checks.pre_promotion, color, preview or self.spec.service)
+        result = self.run_checks(
+            "prePromotion", self.spec.checks.pre_promotion, color, preview or self.spec.service
+        )
         if result is True:
             self.enter(AWAIT_PROMOTION)
         elif result is None:
@@ -502,7 +531,8 @@ class Machine:
         previous = self.st.active_color
         self.st.active_color = color
         self.d.emit(
-            "Normal", "Switched",
+            "Normal",
+            "Switched",
             f"Service {self.spec.service} now selects {color} (revision {self.revision})"
             + (f", was {previous}" if previous else ""),
         )
@@ -520,7 +550,7 @@ class Machine:
         status = self.st.analysis or AnalysisStatus(started_at=self.ts())
         self.st.analysis = status
         verdict = analysis_rules.verdict(status, spec, self.now)
-        if verdict == "failed" or verdict == "errored":
+        if verdict in {"failed", "errored"}:
             details = analysis_rules.describe_failure(status)
             what = (
                 f"{status.failed} failed measurements (limit {spec.failure_limit})"
@@ -528,19 +558,29 @@ class Machine:
                 else f"{status.consecutive_errors} erroring rounds in a row "
                 f"(limit {spec.consecutive_error_limit})"
             )
-            self.abort("AnalysisFailed" if verdict == "failed" else "AnalysisErrored", f"{what}: {details}")
+            self.abort(
+                "AnalysisFailed" if verdict == "failed" else "AnalysisErrored", f"{what}: {details}"
+            )
         elif verdict == "passed":
             self.d.emit(
-                "Normal", "AnalysisPassed",
-                f"Analysis passed: {status.successful} successful, {status.failed} failed measurements",
+                "Normal",
+                "AnalysisPassed",
+                f"Analysis passed: {status.successful} successful, "
+                f"{status.failed} failed measurements",
             )
             self.enter(POST_PROMOTION_CHECKS)
         elif verdict == "measure":
             self.d.actions.append(Measure(self.new_color))
-            self.say(f"Analysing {self.new_color}: {status.successful} ok, {status.failed} failed, {status.errors} errors")
+            self.say(
+                f"Analysing {self.new_color}: {status.successful} ok, {status.failed} failed, "
+                f"{status.errors} errors"
+            )
         else:
             self.d.wait(analysis_rules.seconds_until_next_round(status, spec, self.now))
-            self.say(f"Analysing {self.new_color}: {status.successful} ok, {status.failed} failed, {status.errors} errors")
+            self.say(
+                f"Analysing {self.new_color}: {status.successful} ok, {status.failed} failed, "
+                f"{status.errors} errors"
+            )
 
     def step_postpromotionchecks(self) -> None:
         result = self.run_checks(
@@ -559,9 +599,13 @@ class Machine:
         self.st.active_color = self.new_color
         delay = self.spec.strategy.blue_green.scale_down_delay_seconds
         self.st.scale_down_at = timestamp(self.now + timedelta(seconds=delay))
-        self.add_history("Promoted", "first release" if first else "analysis passed" if self.spec.analysis else "released")
+        self.add_history(
+            "Promoted",
+            "first release" if first else "analysis passed" if self.spec.analysis else "released",
+        )
         self.d.emit(
-            "Normal", "Promoted",
+            "Normal",
+            "Promoted",
             f"Revision {self.revision} promoted in {self.new_color}"
             + ("" if first else f"; {other(self.new_color)} scales down in {delay}s"),
         )
@@ -595,7 +639,9 @@ class Machine:
             return
         through = gate.contract_version
         if mig.stalled:
-            self.blocked("MigrationFailed", f"Contract migrations of {gate.ref} are stalled: {mig.message}")
+            self.blocked(
+                "MigrationFailed", f"Contract migrations of {gate.ref} are stalled: {mig.message}"
+            )
             return
         reached = mig.observed_current and (mig.current_version or "") >= min(
             through, mig.target_version or through
@@ -607,7 +653,9 @@ class Machine:
             )
             self.d.wait(2)
             return
-        self.d.emit("Normal", "Contracted", f"DatabaseMigration {gate.ref} is at {mig.current_version}")
+        self.d.emit(
+            "Normal", "Contracted", f"DatabaseMigration {gate.ref} is at {mig.current_version}"
+        )
         self.enter(DONE)
 
     def step_done(self) -> None:
@@ -618,7 +666,11 @@ class Machine:
             self.d.actions.append(ApplyColor(color, self.revision, self.spec.replicas))
         if self.world.service.color != color:
             self.d.actions.append(PointService(self.spec.service, color))
-            self.d.emit("Warning", "SelectorRestored", f"Service {self.spec.service} selector pointed elsewhere; restored to {color}")
+            self.d.emit(
+                "Warning",
+                "SelectorRestored",
+                f"Service {self.spec.service} selector pointed elsewhere; restored to {color}",
+            )
         idle = self.world.deployments.get(other(color))
         if idle is not None and idle.replicas != 0 and self.elapsed(self.st.scale_down_at) >= 0:
             self.d.actions.append(ScaleColor(other(color), 0))
@@ -640,7 +692,12 @@ class Machine:
             self.d.wait(0.2)
             return
         preview = self.spec.preview_service
-        if preview and not self.initial and self.world.preview_service and self.world.preview_service.color != stable:
+        if (
+            preview
+            and not self.initial
+            and self.world.preview_service
+            and self.world.preview_service.color != stable
+        ):
             self.d.actions.append(PointService(preview, stable))
         if not self.database_rolled_back():
             return
@@ -654,11 +711,15 @@ class Machine:
         outcome = "Superseded" if superseded else "Aborted" if manual else "RolledBack"
         self.add_history(outcome, self.st.abort_reason or "")
         if superseded:
-            self.d.emit("Normal", "Superseded", f"Traffic stays on {stable}: {self.st.abort_reason}")
+            self.d.emit(
+                "Normal", "Superseded", f"Traffic stays on {stable}: {self.st.abort_reason}"
+            )
         else:
             self.d.emit(
-                "Warning", "RolledBack",
-                f"Rolled back to {stable} (revision {self.st.stable_revision}): {self.st.abort_reason}",
+                "Warning",
+                "RolledBack",
+                f"Rolled back to {stable} (revision {self.st.stable_revision}): "
+                f"{self.st.abort_reason}",
             )
         if superseded:
             if self.revision == self.st.stable_revision:
@@ -686,14 +747,20 @@ class Machine:
         mig = self.world.migration
         if mig is not None and mig.last_request_id == request_id and mig.last_request_outcome:
             if not mig.last_request_outcome.startswith("Succeeded"):
-                self.st.abort_reason = f"{self.st.abort_reason}; database rollback: {mig.last_request_outcome}"
+                self.st.abort_reason = (
+                    f"{self.st.abort_reason}; database rollback: {mig.last_request_outcome}"
+                )
             return True
         if self.st.migration_request != request_id:
             self.st.migration_request = request_id
-            self.d.emit("Warning", "DatabaseRollbackRequested", f"Asked {gate.ref} to roll back ({mode}) to {self.st.stable_schema_version}")
+            self.d.emit(
+                "Warning",
+                "DatabaseRollbackRequested",
+                f"Asked {gate.ref} to roll back ({mode}) to {self.st.stable_schema_version}",
+            )
         # writing the same request annotation again is a no-op, so repeat it until answered
         self.d.actions.append(
-            RequestMigrationRollback(gate.ref, request_id, mode, self.st.stable_schema_version)  # type: ignore[arg-type]
+            RequestMigrationRollback(gate.ref, request_id, mode, self.st.stable_schema_version)
         )
         self.say(f"Rolling back: waiting for DatabaseMigration {gate.ref} to roll back ({mode})")
         self.d.wait(1)
@@ -715,8 +782,12 @@ class Machine:
 
 
 def decide(
-    release: FeatureRelease, name: str, namespace: str, generation: int,
-    world: World, controls: Controls,
+    release: FeatureRelease,
+    name: str,
+    namespace: str,
+    generation: int,
+    world: World,
+    controls: Controls,
 ) -> Decision:
     """The next status and actions for one FeatureRelease."""
     return Machine(release, name, namespace, generation, world, controls).decide()

@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from .. import metrics
-from ..api.base import now as utcnow
-from ..api.base import seconds, timestamp
-from ..api.release import FeatureRelease, FeatureReleaseStatus
-from ..conditions import Health, conditions_for
-from ..kube import Kube, ObjectRef
+from ..api.base import seconds
+from ..api.release import FeatureRelease
+from ..kube import Kube
+from ..objects import Snapshot, mark_invalid, write_status
 from ..prometheus import PrometheusError, query_value
 from ..redact import redact
 from . import builders
 from .analysis import QueryResult, render_query
 from .machine import Decision, after_measurement, decide
 from .world import (
+    Action,
     ApplyColor,
     Controls,
     Emit,
@@ -57,47 +56,32 @@ def controls_from(annotations: dict[str, str]) -> Controls:
     )
 
 
-def validation_message(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors()[:5]:
-        where = ".".join(str(p) for p in item["loc"])
-        parts.append(f"{where}: {item['msg']}" if where else item["msg"])
-    return "invalid spec: " + "; ".join(parts)
-
-
-@dataclass
-class ReleaseObject:
-    """A snapshot of the FeatureRelease as the daemon sees it."""
-
-    name: str
-    namespace: str
-    uid: str
-    generation: int
-    annotations: dict[str, str]
-    spec: dict[str, Any]
-    status: dict[str, Any]
-
-    @property
-    def ref(self) -> ObjectRef:
-        return ObjectRef("FeatureRelease", self.namespace, self.name, self.uid)
-
-
-def reconcile(kube: Kube, obj: ReleaseObject, world: World) -> tuple[dict[str, Any], float]:
+def reconcile(kube: Kube, obj: Snapshot, world: World) -> tuple[dict[str, Any], float]:
     """One look at a FeatureRelease: returns (the status written, seconds until next look)."""
     with metrics.RECONCILE_SECONDS.labels("FeatureRelease").time():
         try:
             release = FeatureRelease.model_validate({"spec": obj.spec, "status": obj.status})
         except ValidationError as exc:
-            return invalid(kube, obj, validation_message(exc)), 60.0
-        decision = decide(release, obj.name, obj.namespace, obj.generation, world, controls_from(obj.annotations))
+            metrics.RECONCILES.labels("FeatureRelease", "invalid").inc()
+            return mark_invalid(kube, obj, exc), 60.0
+        decision = decide(
+            release, obj.name, obj.namespace, obj.generation, world, controls_from(obj.annotations)
+        )
         measure = next((a for a in decision.actions if isinstance(a, Measure)), None)
         if measure is not None:
             results = measure_round(release, obj, measure)
             measured = after_measurement(
                 release.model_copy(update={"status": decision.status}), results, world.now
             )
-            emitted = [a for a in decision.actions if isinstance(a, Emit)]
-            decision = decide(measured, obj.name, obj.namespace, obj.generation, world, controls_from(obj.annotations))
+            emitted: list[Action] = [a for a in decision.actions if isinstance(a, Emit)]
+            decision = decide(
+                measured,
+                obj.name,
+                obj.namespace,
+                obj.generation,
+                world,
+                controls_from(obj.annotations),
+            )
             decision.actions = emitted + [a for a in decision.actions if not isinstance(a, Measure)]
         failed = perform(kube, obj, release, decision)
         status = decision.status.wire()
@@ -106,7 +90,7 @@ def reconcile(kube: Kube, obj: ReleaseObject, world: World) -> tuple[dict[str, A
         return status, (2.0 if failed else decision.requeue)
 
 
-def perform(kube: Kube, obj: ReleaseObject, release: FeatureRelease, decision: Decision) -> bool:
+def perform(kube: Kube, obj: Snapshot, release: FeatureRelease, decision: Decision) -> bool:
     """Carry out the actions in order; returns True if one failed (it is retried next time)."""
     spec, owner = release.spec, obj.ref.owner_reference()
     for action in decision.actions:
@@ -118,46 +102,83 @@ def perform(kube: Kube, obj: ReleaseObject, release: FeatureRelease, decision: D
             elif isinstance(action, ApplyColor):
                 kube.apply(
                     builders.color_deployment(
-                        release=obj.name, namespace=obj.namespace, owner=owner, spec=spec,
-                        color=action.color, revision=action.revision, replicas=action.replicas,
+                        release=obj.name,
+                        namespace=obj.namespace,
+                        owner=owner,
+                        spec=spec,
+                        color=action.color,
+                        revision=action.revision,
+                        replicas=action.replicas,
                     )
                 )
             elif isinstance(action, ScaleColor):
-                kube.scale(obj.namespace, builders.color_name(obj.name, action.color), action.replicas)
+                kube.scale(
+                    obj.namespace, builders.color_name(obj.name, action.color), action.replicas
+                )
             elif isinstance(action, PointService):
-                kube.apply(builders.service_selector(spec, obj.namespace, action.service, action.color))
+                kube.apply(
+                    builders.service_selector(spec, obj.namespace, action.service, action.color)
+                )
             elif isinstance(action, RunCheck):
                 stage_checks = (
-                    spec.checks.pre_promotion if action.stage == "prePromotion" else spec.checks.post_promotion
+                    spec.checks.pre_promotion
+                    if action.stage == "prePromotion"
+                    else spec.checks.post_promotion
                 )
                 check = next(c for c in stage_checks if c.name == action.check)
                 kube.create_job(
                     builders.check_job(
-                        release=obj.name, namespace=obj.namespace, owner=owner, check=check,
-                        stage=action.stage, job=action.job, color=action.color,
-                        service=action.service, revision=decision.status.updated_revision or "",
+                        release=obj.name,
+                        namespace=obj.namespace,
+                        owner=owner,
+                        check=check,
+                        stage=action.stage,
+                        job=action.job,
+                        color=action.color,
+                        service=action.service,
+                        revision=decision.status.updated_revision or "",
                         release_name=spec.release,
                     )
                 )
             elif isinstance(action, RequestMigrationRollback):
                 request = json.dumps(
-                    {"id": action.request_id, "mode": action.mode, "toVersion": action.to_version,
-                     "requestedBy": f"FeatureRelease/{obj.name}"},
+                    {
+                        "id": action.request_id,
+                        "mode": action.mode,
+                        "toVersion": action.to_version,
+                        "requestedBy": f"FeatureRelease/{obj.name}",
+                    },
                     sort_keys=True,
                 )
-                kube.annotate("databasemigrations", obj.namespace, action.migration,
-                              {ROLLBACK_REQUEST_ANNOTATION: request})
+                kube.annotate(
+                    "databasemigrations",
+                    obj.namespace,
+                    action.migration,
+                    {ROLLBACK_REQUEST_ANNOTATION: request},
+                )
             elif isinstance(action, ReleaseMigrationHold):
-                kube.annotate("databasemigrations", obj.namespace, action.migration,
-                              {ROLLBACK_REQUEST_ANNOTATION: None})
+                kube.annotate(
+                    "databasemigrations",
+                    obj.namespace,
+                    action.migration,
+                    {ROLLBACK_REQUEST_ANNOTATION: None},
+                )
         except Exception as exc:
-            log.warning("Action %s on FeatureRelease %s/%s failed: %s", type(action).__name__,
-                        obj.namespace, obj.name, redact(str(exc))[:500])
+            # a namespace being deleted refuses new objects: nothing to do, nothing to report
+            level = logging.DEBUG if "being terminated" in str(exc) else logging.WARNING
+            log.log(
+                level,
+                "Action %s on FeatureRelease %s/%s failed: %s",
+                type(action).__name__,
+                obj.namespace,
+                obj.name,
+                redact(str(exc))[:500],
+            )
             return True
     return False
 
 
-def measure_round(release: FeatureRelease, obj: ReleaseObject, measure: Measure) -> list[QueryResult]:
+def measure_round(release: FeatureRelease, obj: Snapshot, measure: Measure) -> list[QueryResult]:
     """Query every metric once for the colour under analysis."""
     analysis = release.spec.analysis
     assert analysis is not None
@@ -181,34 +202,3 @@ def measure_round(release: FeatureRelease, obj: ReleaseObject, measure: Measure)
         results.append(QueryResult(metric.name, value=value))
         metrics.MEASUREMENTS.labels("Value" if value is not None else "NoData").inc()
     return results
-
-
-def write_status(kube: Kube, obj: ReleaseObject, status: dict[str, Any]) -> None:
-    if status == obj.status:
-        return
-    # keys we no longer set must be removed explicitly in a merge patch
-    patch: dict[str, Any] = {key: None for key in obj.status if key not in status}
-    patch.update(status)
-    kube.patch_status(PLURAL, obj.namespace, obj.name, patch)
-
-
-def invalid(kube: Kube, obj: ReleaseObject, message: str) -> dict[str, Any]:
-    """A spec the models reject: Stalled with the reason and an Event; nothing else happens."""
-    previous = FeatureReleaseStatus.model_validate(obj.status) if obj.status else FeatureReleaseStatus()
-    already = previous.observed_generation == obj.generation and previous.phase == "Invalid"
-    status = previous.model_copy(
-        update={
-            "observed_generation": obj.generation,
-            "phase": "Invalid",
-            "message": message,
-            "conditions": conditions_for(
-                Health.STALLED, "InvalidSpec", message, obj.generation, previous.conditions,
-                at=timestamp(utcnow()),
-            ),
-        }
-    ).wire()
-    if not already:
-        kube.event(obj.ref, "Warning", "InvalidSpec", message)
-    write_status(kube, obj, status)
-    metrics.RECONCILES.labels("FeatureRelease", "invalid").inc()
-    return status

@@ -169,6 +169,12 @@ class Emit:
 
 
 Action = (
-    ApplyColor | ScaleColor | PointService | RunCheck | Measure | RequestMigrationRollback
-    | ReleaseMigrationHold | Emit
+    ApplyColor
+    | ScaleColor
+    | PointService
+    | RunCheck
+    | Measure
+    | RequestMigrationRollback
+    | ReleaseMigrationHold
+    | Emit
 )
