@@ -12,7 +12,7 @@ controlplane: deps    ## etcd, kube-apiserver, controller-manager, scheduler, ku
 	tests/env/controlplane/build.sh
 
 test: controlplane    ## everything: unit, integration (PostgreSQL) and end-to-end (cluster) tests
-	$(PYTEST) -ra --durations=15 tests/unit tests/integration tests/e2e
+	$(PYTEST) -v -ra --durations=15 tests/unit tests/integration tests/e2e
 
 unit: deps            ## the fast tests of pure logic, no servers
 	$(PYTEST) -q tests/unit
