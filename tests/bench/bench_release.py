@@ -59,7 +59,7 @@ from tests.env.operator_runner import (  # noqa: E402
 )
 from tests.env.processes import wait_until  # noqa: E402
 from tests.env.prometheus import PrometheusServer  # noqa: E402
-from tests.env.traffic import TrafficClient, TrafficProcess  # noqa: E402
+from tests.env.traffic import TrafficClient, TrafficProcess, error_ratio_query  # noqa: E402
 
 GROUP, VERSION, PLURAL = "lockstep.dev", "v1alpha1", "featurereleases"
 COLOR_LABEL = "lockstep.dev/color"
@@ -167,11 +167,7 @@ def release_body(app: str, version: str, replicas: int, **spec: Any) -> dict[str
 
 
 def error_ratio_analysis(namespace: str, prometheus_url: str) -> dict[str, Any]:
-    selected = f'namespace="{namespace}",app="web",color="{{{{color}}}}"'
-    query = (
-        f'sum(rate(http_requests_total{{{selected},code="500"}}[5s])) / '
-        f"sum(rate(http_requests_total{{{selected}}}[5s]))"
-    )
+    query = error_ratio_query(namespace)
     return {
         "prometheus": {"address": prometheus_url, "timeout": "2s"},
         "interval": f"{ANALYSIS_INTERVAL_SECONDS:g}s",

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes import client, config, watch
 from tests.env.cluster import FAIL, Cluster
-from tests.env.traffic import TrafficClient
+from tests.env.traffic import TrafficClient, error_ratio_query
 
 if TYPE_CHECKING:  # conftest imports this module for its `web` fixture
     from tests.e2e.conftest import Kubectl
@@ -80,13 +80,6 @@ def service_manifest(name: str) -> dict[str, Any]:
     }
 
 
-def error_ratio_query(namespace: str) -> str:
-    """The share of the colour's requests that failed over the last 5 s."""
-    selected = f'namespace="{namespace}",app="{APP}",color="{{{{color}}}}"'
-    errors = f'sum(rate(http_requests_total{{{selected},code="500"}}[5s]))'
-    return f"{errors} / sum(rate(http_requests_total{{{selected}}}[5s]))"
-
-
 def error_ratio_analysis(
     namespace: str,
     prometheus_url: str,
@@ -103,7 +96,9 @@ def error_ratio_analysis(
         "duration": duration,
         "failureLimit": failure_limit,
         "consecutiveErrorLimit": consecutive_error_limit,
-        "metrics": [{"name": "error-ratio", "query": error_ratio_query(namespace), "max": 0.05}],
+        "metrics": [
+            {"name": "error-ratio", "query": error_ratio_query(namespace, APP), "max": 0.05}
+        ],
     }
 
 

@@ -12,7 +12,7 @@ from tests.env.cluster import EXEC
 from tests.env.executor import LocalPodExecutor, make_backup_volume
 from tests.env.operator_runner import OperatorProcess
 from tests.env.prometheus import PrometheusServer
-from tests.env.traffic import TrafficClient
+from tests.env.traffic import TrafficClient, error_ratio_query
 
 pytestmark = pytest.mark.cluster
 
@@ -56,8 +56,7 @@ def release(
     namespace: str,
     **spec: Any,
 ) -> dict[str, Any]:
-    series = f'http_requests_total{{namespace="{namespace}",app="web",color="{{{{color}}}}"'
-    error_ratio = f'sum(rate({series},code="500"}}[5s])) / sum(rate({series}}}[5s]))'
+    error_ratio = error_ratio_query(namespace)
     return {
         "apiVersion": "lockstep.dev/v1alpha1",
         "kind": "FeatureRelease",

@@ -29,7 +29,7 @@ from .operator_runner import OperatorProcess, install_rbac, service_account_kube
 from .postgres import PostgresServer
 from .processes import reap_strays, wait_until
 from .prometheus import PrometheusServer
-from .traffic import TrafficClient, TrafficProcess
+from .traffic import TrafficClient, TrafficProcess, error_ratio_query
 
 NAMESPACE = "shop"
 MIGRATIONS = [
@@ -104,8 +104,7 @@ class Demo:
         raise TimeoutError(f"the release did not reach {until}")
 
     def release(self, version: str, target: str, contract: str | None = None) -> dict[str, Any]:
-        series = f'http_requests_total{{namespace="{NAMESPACE}",app="web",color="{{{{color}}}}"'
-        ratio = f'sum(rate({series},code="500"}}[5s])) / sum(rate({series}}}[5s]))'
+        ratio = error_ratio_query(NAMESPACE)
         migration: dict[str, Any] = {"ref": "shop-db", "targetVersion": target}
         if contract:
             migration["contractVersion"] = contract

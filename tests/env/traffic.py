@@ -324,6 +324,14 @@ def main(argv: list[str] | None = None) -> None:
 # ------------------------------------------------------------------------ test helpers
 
 
+def error_ratio_query(namespace: str, app: str = "web") -> str:
+    """PromQL for the share of an app's requests that failed over the last 5 s, for the colour
+    under analysis (lockstep fills in {{color}})."""
+    selected = f'namespace="{namespace}",app="{app}",color="{{{{color}}}}"'
+    errors = f'sum(rate(http_requests_total{{{selected},code="500"}}[5s]))'
+    return f"{errors} / sum(rate(http_requests_total{{{selected}}}[5s]))"
+
+
 class TrafficProcess:
     """The traffic process, started in its own process group."""
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.env.processes import wait_until
 
 from lockstep.api.migration import MigrationPolicy
 from lockstep.lint import LintConfig
@@ -74,17 +75,6 @@ def apply(
         applied_by=applied_by,
         on_event=record,
     )
-
-
-def wait_for(condition: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    """Poll until `condition()` is truthy, failing the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 @contextmanager
@@ -307,7 +297,7 @@ def test_a_runner_killed_mid_migration_leaves_no_lock_and_nothing_half_applied(
                     "AND query LIKE 'SELECT pg_sleep(30)%%'"
                 )
 
-            wait_for(sleeping_backend, timeout=60, what="the migration to be running")
+            wait_until(sleeping_backend, timeout=60, what="the migration to be running")
             assert (
                 observer.fetch_value("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
                 == 1
@@ -321,7 +311,9 @@ def test_a_runner_killed_mid_migration_leaves_no_lock_and_nothing_half_applied(
                 )
                 return advisory == 0 and sleeping_backend() is None
 
-            wait_for(cleaned_up, timeout=15, what="PostgreSQL to end the killed runner's sessions")
+            wait_until(
+                cleaned_up, timeout=15, what="PostgreSQL to end the killed runner's sessions"
+            )
             assert columns(database_url, "widgets") == ["id", "label"]  # 002 was rolled back
             assert [row.version for row in ledger_rows(database_url)] == ["001"]
             observer.execute("UPDATE sleep_control SET sleepy = false")

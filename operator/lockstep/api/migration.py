@@ -27,8 +27,9 @@ class DatabaseConnection(Model):
     """How to reach the database."""
 
     url_from: SecretKeySource = Field(
-        description="The libpq connection URL (postgresql://user:password@host:5432/db), taken "
-        "from a Secret. A plain URL in the spec is not accepted."
+        description="The libpq connection URL "
+        "(postgresql://<user>:<password>@<host>:5432/<db>), taken from a Secret. A plain URL "
+        "in the spec is not accepted."
     )
 
 
