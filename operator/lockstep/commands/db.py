@@ -17,9 +17,10 @@ import re
 import socket
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from pydantic import ValidationError
 
@@ -245,76 +246,77 @@ def run_new(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def run_plan(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class _Inputs:
+    """What every database command starts from: the migrations, linted, and where to go."""
+
+    source: list[Migration]
+    policy: MigrationPolicy
+    linted: LintedSource
+    url: str
+
+    def plan(self, target: str | None, allow_contract: bool) -> Plan:
+        return engine.plan(
+            self.url,
+            self.source,
+            up_lint=self.linted.up,
+            down_lint=self.linted.down,
+            policy=self.policy,
+            target=target,
+            allow_contract=allow_contract,
+            application_name="lockstep:plan",
+        )
+
+    def apply(
+        self,
+        args: argparse.Namespace,
+        target: str | None,
+        allow_contract: bool,
+        direction: Literal["up", "down"],
+    ) -> RunResult:
+        return engine.apply(
+            self.url,
+            self.source,
+            up_lint=self.linted.up,
+            down_lint=self.linted.down,
+            policy=self.policy,
+            applied_by=args.applied_by or _default_applier(),
+            target=target,
+            allow_contract=allow_contract,
+            on_event=_print_event,
+            direction=direction,
+        )
+
+
+def _inputs(args: argparse.Namespace) -> _Inputs:
     source = _load(args.directory)
     policy = _policy(args)
     linted = lint_source(source, _lint_config(args, policy.lint))
-    url = _database_url(args)
-    plan = engine.plan(
-        url,
-        source,
-        up_lint=linted.up,
-        down_lint=linted.down,
-        policy=policy,
-        target=args.target,
-        allow_contract=args.allow_contract,
-        application_name="lockstep:plan",
-    )
+    return _Inputs(source, policy, linted, _database_url(args))
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    plan = _inputs(args).plan(args.target, args.allow_contract)
     _show_plan(plan, args.format)
     return EXIT_FAILED if plan.lint_blocked else EXIT_OK
 
 
 def run_apply(args: argparse.Namespace) -> int:
-    source = _load(args.directory)
-    policy = _policy(args)
-    linted = lint_source(source, _lint_config(args, policy.lint))
-    url = _database_url(args)
-    if linted.has_errors:
-        _refuse_lint_errors(url, source, linted)
+    inputs = _inputs(args)
+    if inputs.linted.has_errors:
+        _refuse_lint_errors(inputs.url, inputs.source, inputs.linted)
     if args.dry_run:
-        plan = engine.plan(
-            url,
-            source,
-            up_lint=linted.up,
-            down_lint=linted.down,
-            policy=policy,
-            target=args.target,
-            allow_contract=args.allow_contract,
-            application_name="lockstep:plan",
-        )
+        plan = inputs.plan(args.target, args.allow_contract)
         _show_plan(plan, args.format, dry_run=True)
         return EXIT_FAILED if plan.lint_blocked else EXIT_OK
-    result = engine.apply(
-        url,
-        source,
-        up_lint=linted.up,
-        down_lint=linted.down,
-        policy=policy,
-        applied_by=args.applied_by or _default_applier(),
-        target=args.target,
-        allow_contract=args.allow_contract,
-        on_event=_print_event,
-        direction="up",
-    )
+    result = inputs.apply(args, args.target, args.allow_contract, "up")
     _show_result(result, args.format)
     return EXIT_OK
 
 
 def run_rollback(args: argparse.Namespace) -> int:
-    source = _load(args.directory)
-    policy = _policy(args)
-    linted = lint_source(source, _lint_config(args, policy.lint))
-    url = _database_url(args)
-    plan = engine.plan(
-        url,
-        source,
-        up_lint=linted.up,
-        down_lint=linted.down,
-        policy=policy,
-        target=args.to,
-        allow_contract=True,
-        application_name="lockstep:plan",
-    )
+    inputs = _inputs(args)
+    plan = inputs.plan(args.to, allow_contract=True)
     if plan.direction == "up":
         current = (
             f"the current version {plan.current_version}"
@@ -327,18 +329,7 @@ def run_rollback(args: argparse.Namespace) -> int:
     if args.dry_run:
         _show_plan(plan, args.format, dry_run=True)
         return EXIT_OK
-    result = engine.apply(
-        url,
-        source,
-        up_lint=linted.up,
-        down_lint=linted.down,
-        policy=policy,
-        applied_by=args.applied_by or _default_applier(),
-        target=args.to,
-        allow_contract=True,
-        on_event=_print_event,
-        direction="down",
-    )
+    result = inputs.apply(args, args.to, True, "down")
     _show_result(result, args.format)
     return EXIT_OK
 
