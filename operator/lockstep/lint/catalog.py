@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lockstep.lint.rules import RULE_ALIASES, RULES
+from lockstep.lint.rules import COMPATIBILITY_RULES, RULE_ALIASES, RULES
 
 
 def _cell(text: str) -> str:
@@ -24,6 +24,11 @@ _ABOUT = [
     "a SET DEFAULT, an UPDATE with WHERE). A file is `contract` when a statement is breaking "
     "or data-losing, else `expand`, and needs a backup when any statement is not purely "
     "additive.",
+    "",
+    "In a `contract` file, findings of the rules whose only danger is breaking the running "
+    "version (" + ", ".join(f"`{rule}`" for rule in sorted(COMPATIBILITY_RULES)) + ") are "
+    "warnings: lockstep runs contract migrations only after that version is gone, with a "
+    "backup first. Listing such a rule in `errors` makes it an error again.",
     "",
     "## Limits",
     "",
