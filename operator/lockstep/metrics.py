@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, Info
+from prometheus_client import Counter, Histogram, Info
 
 from . import __version__
 
@@ -25,4 +25,3 @@ MEASUREMENTS = Counter(
 MIGRATIONS_APPLIED = Counter(
     "lockstep_migrations_applied_total", "Migrations applied, by direction.", ["direction"]
 )
-OBJECTS = Gauge("lockstep_objects", "Objects watched, by kind and phase.", ["kind", "phase"])
