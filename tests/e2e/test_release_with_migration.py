@@ -8,45 +8,19 @@ from typing import Any
 import psycopg
 import pytest
 from tests.e2e.conftest import Kubectl
-from tests.env.cluster import EXEC
 from tests.env.executor import LocalPodExecutor, make_backup_volume
 from tests.env.operator_runner import OperatorProcess
 from tests.env.prometheus import PrometheusServer
-from tests.env.traffic import TrafficClient, error_ratio_query
+from tests.env.samples import SHOP_DROP_NAME, SHOP_EMAIL, SHOP_USERS, shop_migration, web_release
+from tests.env.traffic import TrafficClient
 
 pytestmark = pytest.mark.cluster
 
-CREATE_USERS = {
-    "version": "001",
-    "name": "create_users",
-    "up": "CREATE TABLE users (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text);",
-    "down": "DROP TABLE users;",
-}
-ADD_EMAIL = {
-    "version": "002",
-    "name": "add_email",
-    "up": "ALTER TABLE users ADD COLUMN email text;",
-    "down": "ALTER TABLE users DROP COLUMN email;",
-}
-DROP_NAME = {"version": "003", "name": "drop_name", "up": "ALTER TABLE users DROP COLUMN name;"}
+CREATE_USERS, ADD_EMAIL, DROP_NAME = SHOP_USERS, SHOP_EMAIL, SHOP_DROP_NAME
 
 
 def database_migration(migrations: list[dict[str, Any]], **policy: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "lockstep.dev/v1alpha1",
-        "kind": "DatabaseMigration",
-        "metadata": {"name": "shop-db"},
-        "spec": {
-            "database": {"urlFrom": {"secretKeyRef": {"name": "shop-db", "key": "url"}}},
-            "source": {"migrations": migrations},
-            "policy": {"backup": "always", **policy},
-            "backup": {
-                "destination": {"persistentVolumeClaim": {"claimName": "backups"}},
-                "podLabels": {EXEC: "true"},
-                "activeDeadlineSeconds": 120,
-            },
-        },
-    }
+    return shop_migration(migrations, **policy)
 
 
 def release(
@@ -56,32 +30,9 @@ def release(
     namespace: str,
     **spec: Any,
 ) -> dict[str, Any]:
-    error_ratio = error_ratio_query(namespace)
-    return {
-        "apiVersion": "lockstep.dev/v1alpha1",
-        "kind": "FeatureRelease",
-        "metadata": {"name": "web"},
-        "spec": {
-            "selector": {"matchLabels": {"app": "web"}},
-            "replicas": 2,
-            "release": version,
-            "template": {
-                "metadata": {"labels": {"app": "web", "app.kubernetes.io/version": version}},
-                "spec": {"containers": [{"name": "web", "image": f"example/web:{version}"}]},
-            },
-            "service": "web",
-            "migration": {"ref": "shop-db", **migration},
-            "strategy": {"blueGreen": {"scaleDownDelaySeconds": 2}},
-            "analysis": {
-                "prometheus": {"address": prometheus.url},
-                "interval": "1s",
-                "duration": "4s",
-                "failureLimit": 2,
-                "metrics": [{"name": "error-ratio", "query": error_ratio, "max": 0.05}],
-            },
-            **spec,
-        },
-    }
+    return web_release(
+        version, namespace=namespace, prometheus_url=prometheus.url, migration=migration, **spec
+    )
 
 
 def versions(url: str) -> list[str]:

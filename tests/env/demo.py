@@ -23,30 +23,16 @@ from typing import Any
 
 import yaml
 
-from .cluster import EXEC, Cluster
+from .cluster import Cluster
 from .executor import LocalPodExecutor, make_backup_volume
 from .operator_runner import OperatorProcess, install_rbac, service_account_kubeconfig
 from .postgres import PostgresServer
 from .processes import reap_strays, wait_until
 from .prometheus import PrometheusServer
-from .traffic import TrafficClient, TrafficProcess, error_ratio_query
+from .samples import SHOP_DROP_NAME, SHOP_EMAIL, SHOP_USERS, shop_migration, web_release
+from .traffic import TrafficClient, TrafficProcess
 
 NAMESPACE = "shop"
-MIGRATIONS = [
-    {
-        "version": "001",
-        "name": "create_users",
-        "up": "CREATE TABLE users (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text);",
-        "down": "DROP TABLE users;",
-    },
-    {
-        "version": "002",
-        "name": "add_email",
-        "up": "ALTER TABLE users ADD COLUMN email text;",
-        "down": "ALTER TABLE users DROP COLUMN email;",
-    },
-    {"version": "003", "name": "drop_name", "up": "ALTER TABLE users DROP COLUMN name;"},
-]
 
 
 def say(text: str) -> None:
@@ -104,52 +90,27 @@ class Demo:
         raise TimeoutError(f"the release did not reach {until}")
 
     def release(self, version: str, target: str, contract: str | None = None) -> dict[str, Any]:
-        ratio = error_ratio_query(NAMESPACE)
-        migration: dict[str, Any] = {"ref": "shop-db", "targetVersion": target}
+        migration = {"targetVersion": target}
         if contract:
             migration["contractVersion"] = contract
-        return {
-            "apiVersion": "lockstep.dev/v1alpha1",
-            "kind": "FeatureRelease",
-            "metadata": {"name": "web"},
-            "spec": {
-                "selector": {"matchLabels": {"app": "web"}},
-                "replicas": 3,
-                "release": version,
-                "template": {
-                    "metadata": {"labels": {"app": "web", "app.kubernetes.io/version": version}},
-                    "spec": {"containers": [{"name": "web", "image": f"example/web:{version}"}]},
-                },
-                "service": "web",
-                "migration": migration,
-                "strategy": {"blueGreen": {"scaleDownDelaySeconds": 5}},
-                "analysis": {
-                    "prometheus": {"address": self.prometheus.url},
-                    "interval": "2s",
-                    "duration": "10s",
-                    "failureLimit": 2,
-                    "metrics": [{"name": "error-ratio", "query": ratio, "max": 0.05}],
-                },
-                "rollback": {"automatic": True, "database": "none"},
-            },
-        }
+        return web_release(
+            version,
+            namespace=NAMESPACE,
+            prometheus_url=self.prometheus.url,
+            migration=migration,
+            replicas=3,
+            scale_down_delay=5,
+            interval="2s",
+            duration="10s",
+            rollback={"automatic": True, "database": "none"},
+        )
 
     def migration(self, versions: int) -> dict[str, Any]:
-        return {
-            "apiVersion": "lockstep.dev/v1alpha1",
-            "kind": "DatabaseMigration",
-            "metadata": {"name": "shop-db"},
-            "spec": {
-                "database": {"urlFrom": {"secretKeyRef": {"name": "shop-db", "key": "url"}}},
-                "source": {"migrations": MIGRATIONS[:versions]},
-                "policy": {"lockTimeout": "2s", "backup": "always"},
-                "backup": {
-                    "destination": {"persistentVolumeClaim": {"claimName": "backups"}},
-                    "podLabels": {EXEC: "true"},
-                    "retention": 3,
-                },
-            },
-        }
+        return shop_migration(
+            [SHOP_USERS, SHOP_EMAIL, SHOP_DROP_NAME][:versions],
+            lockTimeout="2s",
+            backup={"retention": 3},
+        )
 
     def run(self) -> None:
         say(
