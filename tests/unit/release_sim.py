@@ -21,7 +21,6 @@ from lockstep.release.world import (
     DeploymentView,
     Emit,
     JobView,
-    Measure,
     MigrationView,
     PointService,
     RequestMigrationRollback,
@@ -165,21 +164,17 @@ class Sim:
     def step(self, crash_after: int | None = None) -> machine.Decision:
         """One evaluation; with `crash_after`, only that many actions happen and the status
         is not written (the process died), like a SIGKILL in the middle of a reconcile."""
-        release = self.release()
         decision = machine.decide(
-            release, "web", "prod", self.generation, self.world(), self.controls()
+            self.release(),
+            "web",
+            "prod",
+            self.generation,
+            self.world(),
+            self.controls(),
+            measure=lambda _release, _request: [
+                QueryResult("error-ratio", value=self.metric_value, error=self.metric_error)
+            ],
         )
-        measure = next((a for a in decision.actions if isinstance(a, Measure)), None)
-        if measure is not None:
-            result = QueryResult("error-ratio", value=self.metric_value, error=self.metric_error)
-            measured = machine.after_measurement(
-                release.model_copy(update={"status": decision.status}), [result], self.now
-            )
-            emitted = [a for a in decision.actions if isinstance(a, Emit)]
-            decision = machine.decide(
-                measured, "web", "prod", self.generation, self.world(), self.controls()
-            )
-            decision.actions = emitted + [a for a in decision.actions if not isinstance(a, Measure)]
         actions = decision.actions if crash_after is None else decision.actions[:crash_after]
         for action in actions:
             self.carry_out(action)

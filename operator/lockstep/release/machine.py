@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -781,6 +782,10 @@ class Machine:
             self.st.settled = True
 
 
+Measurer = Callable[[FeatureRelease, Measure], list[analysis_rules.QueryResult]]
+"""Takes one round of analysis measurements (the caller's Prometheus I/O)."""
+
+
 def decide(
     release: FeatureRelease,
     name: str,
@@ -788,9 +793,25 @@ def decide(
     generation: int,
     world: World,
     controls: Controls,
+    measure: Measurer | None = None,
 ) -> Decision:
-    """The next status and actions for one FeatureRelease."""
-    return Machine(release, name, namespace, generation, world, controls).decide()
+    """The next status and actions for one FeatureRelease.
+
+    When the machine asks for a measurement and `measure` is given, the round is taken, folded
+    into the status, and the machine decides again on it; the first decision's Events stay.
+    """
+    decision = Machine(release, name, namespace, generation, world, controls).decide()
+    request = next((a for a in decision.actions if isinstance(a, Measure)), None)
+    if request is None or measure is None:
+        return decision
+    results = measure(release, request)
+    measured = after_measurement(
+        release.model_copy(update={"status": decision.status}), results, world.now
+    )
+    emitted: list[Action] = [a for a in decision.actions if isinstance(a, Emit)]
+    again = Machine(measured, name, namespace, generation, world, controls).decide()
+    again.actions = emitted + [a for a in again.actions if not isinstance(a, Measure)]
+    return again
 
 
 def after_measurement(

@@ -22,9 +22,8 @@ from ..prometheus import PrometheusError, query_value
 from ..redact import redact
 from . import builders
 from .analysis import QueryResult, render_query
-from .machine import Decision, after_measurement, decide
+from .machine import Decision, decide
 from .world import (
-    Action,
     ApplyColor,
     Controls,
     Emit,
@@ -65,24 +64,14 @@ def reconcile(kube: Kube, obj: Snapshot, world: World) -> tuple[dict[str, Any], 
             metrics.RECONCILES.labels("FeatureRelease", "invalid").inc()
             return mark_invalid(kube, obj, exc), 60.0
         decision = decide(
-            release, obj.name, obj.namespace, obj.generation, world, controls_from(obj.annotations)
+            release,
+            obj.name,
+            obj.namespace,
+            obj.generation,
+            world,
+            controls_from(obj.annotations),
+            measure=lambda current, request: measure_round(current, obj, request),
         )
-        measure = next((a for a in decision.actions if isinstance(a, Measure)), None)
-        if measure is not None:
-            results = measure_round(release, obj, measure)
-            measured = after_measurement(
-                release.model_copy(update={"status": decision.status}), results, world.now
-            )
-            emitted: list[Action] = [a for a in decision.actions if isinstance(a, Emit)]
-            decision = decide(
-                measured,
-                obj.name,
-                obj.namespace,
-                obj.generation,
-                world,
-                controls_from(obj.annotations),
-            )
-            decision.actions = emitted + [a for a in decision.actions if not isinstance(a, Measure)]
         failed = perform(kube, obj, release, decision)
         status = decision.status.wire()
         write_status(kube, obj, status)
