@@ -23,6 +23,7 @@ from typing import Any
 from .api.base import SecretKeyRef
 from .api.migration import BackupRecord, BackupSpec
 from .redact import redact
+from .release.world import label_value
 
 __all__ = [
     "BACKUP_MOUNT",
@@ -61,7 +62,6 @@ MAX_MESSAGE_ECHO = 200
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9._/-]+$")
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
 
 class BackupError(Exception):
@@ -75,6 +75,8 @@ class BackupResult:
     path: str
     size_bytes: int
     sha256: str
+    at: str | None = None
+    """Backup: when the dump's snapshot was taken. Restore: when the data was replaced."""
 
 
 # ------------------------------------------------------------------------------- names
@@ -120,12 +122,6 @@ def backup_job_name(migration_name: str, token: str) -> str:
 def restore_job_name(migration_name: str, token: str) -> str:
     """Name of a restore Job: deterministic, a DNS-1123 label."""
     return f"{_migration_part(migration_name)}-restore-{_token_part(token)}"
-
-
-def _label_value(value: str) -> str:
-    if len(value) <= MAX_NAME and _LABEL_VALUE.match(value):
-        return value
-    return f"{value[: MAX_NAME - HASH_LENGTH - 1].rstrip('-_.')}-{_digest(value)}"
 
 
 # ----------------------------------------------------------------------------- scripts
@@ -200,8 +196,12 @@ measure() {
 }
 
 result() {
-  printf '{"path":"%s","sizeBytes":%s,"sha256":"%s"}\n' "$1" "$2" "$3" > "$TERMINATION_LOG"
+  printf '{"path":"%s","sizeBytes":%s,"sha256":"%s","at":"%s"}\n' "$1" "$2" "$3" "$4" \
+    > "$TERMINATION_LOG"
 }
+
+# The database's clock, as RFC 3339 UTC with microseconds.
+CLOCK="to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 """
 
 # libpq expands a connection URI only in a dbname given as an argument: a URI in PGDATABASE
@@ -223,8 +223,33 @@ trap 'rm -f "$partial"' EXIT
 mkdir -p "$BACKUP_DIR" 2> "$errors" \
   || fail "cannot create the backup directory: $(summary "$errors")"
 
-pg_dump --format=custom --no-password --file="$partial" --dbname="$DATABASE_URL" 2> "$errors" \
-  || fail "pg_dump failed: $(summary "$errors")"
+# The dump is taken from a snapshot that a session of our own exports and holds, so that the
+# moment it was taken is known exactly: writes committed after it are not in the dump.
+control="$TMPDIR/lockstep-snapshot.fifo"
+snapshot_file="$TMPDIR/lockstep-snapshot.txt"
+rm -f "$control" "$snapshot_file"
+mkfifo "$control" || fail "cannot create $control"
+psql --no-psqlrc --quiet --no-password --set=ON_ERROR_STOP=1 --dbname="$DATABASE_URL" \
+  < "$control" > "$TMPDIR/lockstep-snapshot.out" 2> "$errors" &
+holder=$!
+exec 3> "$control"
+printf '%s\n' "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;" \
+  "\\copy (SELECT pg_export_snapshot(), $CLOCK) TO '$snapshot_file.partial' WITH (FORMAT text)" \
+  "\\! mv '$snapshot_file.partial' '$snapshot_file'" >&3
+waited=0
+until [ -s "$snapshot_file" ]; do
+  kill -0 "$holder" 2> "$TMPDIR/lockstep-kill.err" || fail "cannot take a snapshot: $(summary "$errors")"
+  waited=$((waited + 1))
+  [ "$waited" -lt 600 ] || fail "the snapshot session did not answer within 60s"
+  sleep 0.1
+done
+snapshot=$(cut -f1 "$snapshot_file")
+taken=$(cut -f2 "$snapshot_file")
+pg_dump --format=custom --no-password --snapshot="$snapshot" --file="$partial" \
+  --dbname="$DATABASE_URL" 2> "$errors" || fail "pg_dump failed: $(summary "$errors")"
+printf 'COMMIT;\n' >&3
+exec 3>&-
+wait "$holder" || true
 # A dump under its final name is always complete: synced first, then renamed.
 sync "$partial" 2> "$errors" || sync
 mv -f "$partial" "$dump" 2> "$errors" || fail "cannot rename the dump: $(summary "$errors")"
@@ -254,7 +279,7 @@ for name in $(ls -1t "$BACKUP_DIR"); do
   fi
 done
 
-result "${dump#"$BACKUP_ROOT"/}" "$size" "$sum"
+result "${dump#"$BACKUP_ROOT"/}" "$size" "$sum" "$taken"
 """
 )
 
@@ -262,7 +287,8 @@ _RESTORE_SCRIPT = (
     _PRELUDE
     + r"""
 OPERATION=restore
-require DATABASE_URL BACKUP_ROOT BACKUP_FILE EXPECTED_SHA256 TMPDIR TERMINATION_LOG
+require DATABASE_URL BACKUP_ROOT BACKUP_FILE EXPECTED_SHA256 TMPDIR TERMINATION_LOG \
+  LOCK_TIMEOUT LOCK_RETRIES
 
 errors="$TMPDIR/lockstep-restore.err"
 path=${BACKUP_FILE#"$BACKUP_ROOT"/}
@@ -284,7 +310,19 @@ cat > "$reset" <<'SQL'
 DO $reset$
 DECLARE
   schema_name text;
+  table_name text;
 BEGIN
+  -- Tables first, in one order: a writer holding a table lock may still need its sequence,
+  -- so taking the sequences first (as DROP SCHEMA would) could deadlock with it.
+  FOR table_name IN
+    SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p') AND n.nspname NOT LIKE 'pg\_%'
+      AND n.nspname <> 'information_schema'
+    ORDER BY 1
+  LOOP
+    EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', table_name);
+  END LOOP;
   FOR schema_name IN
     SELECT nspname FROM pg_namespace
     WHERE nspname NOT LIKE 'pg\_%' AND nspname <> 'information_schema'
@@ -295,12 +333,32 @@ BEGIN
 END
 $reset$;
 SQL
-psql --no-psqlrc --quiet --single-transaction --set=ON_ERROR_STOP=1 --no-password \
-  --dbname="$DATABASE_URL" --file="$reset" --file="$script" > "$TMPDIR/lockstep-restore.out" \
-  2> "$errors" \
-  || fail "restore failed, nothing was changed: $(summary "$errors")"
+# Every statement waits at most LOCK_TIMEOUT for a lock (so the traffic queued behind the
+# restore waits no longer); a lock timeout rolls the whole restore back and it is tried again.
+restored="$TMPDIR/lockstep-restored.txt"
+stamp="$TMPDIR/lockstep-stamp.sql"
+printf '%s\n' "\\copy (SELECT $CLOCK) TO '$restored' WITH (FORMAT text)" > "$stamp"
+attempt=1
+pause=1
+while :; do
+  rm -f "$restored"
+  if PGOPTIONS="-c lock_timeout=$LOCK_TIMEOUT" psql --no-psqlrc --quiet --single-transaction \
+      --set=ON_ERROR_STOP=1 --no-password --dbname="$DATABASE_URL" --file="$reset" \
+      --file="$stamp" --file="$script" > "$TMPDIR/lockstep-restore.out" 2> "$errors"; then
+    break
+  fi
+  grep -q -e "lock timeout" -e "deadlock detected" "$errors" \
+    && [ "$attempt" -le "$LOCK_RETRIES" ] \
+    || fail "restore failed, nothing was changed: $(summary "$errors")"
+  echo "restore: lock timeout (attempt $attempt), trying again in ${pause}s" >&2
+  sleep "$pause"
+  attempt=$((attempt + 1))
+  pause=$((pause * 2 > 30 ? 30 : pause * 2))
+done
+at=""
+[ -f "$restored" ] && at=$(cat "$restored")
 
-result "$path" "$size" "$sum"
+result "$path" "$size" "$sum" "$at"
 """
 )
 
@@ -327,7 +385,7 @@ def _labels(migration_name: str, component: str) -> dict[str, str]:
         LABEL_NAME: "lockstep",
         "app.kubernetes.io/managed-by": "lockstep",
         LABEL_COMPONENT: component,
-        LABEL_MIGRATION: _label_value(migration_name),
+        LABEL_MIGRATION: label_value(migration_name),
     }
 
 
@@ -363,8 +421,14 @@ def _container_security_context() -> dict[str, Any]:
     }
 
 
+BACKUP_JOB_TTL_SECONDS = 3600
+"""A finished backup Job goes after an hour (its result is in the status by then; were it not,
+the same backup is simply taken again). Restore Jobs stay: a restore must never run twice."""
+
+
 def _job(
     *,
+    ttl_seconds: int | None = None,
     name: str,
     migration_name: str,
     namespace: str,
@@ -415,6 +479,14 @@ def _job(
     template_metadata: dict[str, Any] = {"labels": pod_labels}
     if spec.pod_annotations:
         template_metadata["annotations"] = dict(spec.pod_annotations)
+    job_spec: dict[str, Any] = {
+        # One try: a failed backup stops the migration, a failed restore needs a human.
+        "backoffLimit": 0,
+        "activeDeadlineSeconds": spec.active_deadline_seconds,
+        "template": {"metadata": template_metadata, "spec": pod_spec},
+    }
+    if ttl_seconds is not None:
+        job_spec["ttlSecondsAfterFinished"] = ttl_seconds
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -425,13 +497,7 @@ def _job(
             "annotations": annotations,
             "ownerReferences": [dict(owner)],
         },
-        "spec": {
-            # One try: a failed backup stops the migration, a failed restore needs a human.
-            "backoffLimit": 0,
-            "activeDeadlineSeconds": spec.active_deadline_seconds,
-            # No ttlSecondsAfterFinished: the operator reads the result from the finished Job.
-            "template": {"metadata": template_metadata, "spec": pod_spec},
-        },
+        "spec": job_spec,
     }
 
 
@@ -484,6 +550,7 @@ def backup_job(
     if schema_version is not None:
         annotations[ANNOTATION_SCHEMA_VERSION] = schema_version
     return _job(
+        ttl_seconds=BACKUP_JOB_TTL_SECONDS,
         name=backup_name,
         migration_name=migration_name,
         namespace=namespace,
@@ -505,8 +572,13 @@ def restore_job(
     spec: BackupSpec,
     backup: BackupRecord,
     job_name: str,
+    lock_timeout_ms: int = 2000,
+    lock_retries: int = 10,
 ) -> dict[str, Any]:
-    """The Job that restores `backup` into the database, after checking the dump's sha256."""
+    """The Job that restores `backup` into the database, after checking the dump's sha256.
+
+    Its statements wait at most `lock_timeout_ms` for a lock; a lock timeout rolls the restore
+    back and it is tried again, up to `lock_retries` times."""
     path = _check_sub_path(backup.path)
     if not path:
         raise BackupError(f"backup {backup.name!r} has no dump path: it cannot be restored")
@@ -522,6 +594,8 @@ def restore_job(
                 **_common_env("restore"),
                 "BACKUP_FILE": f"{BACKUP_MOUNT}/{path}",
                 "EXPECTED_SHA256": backup.sha256,
+                "LOCK_TIMEOUT": f"{lock_timeout_ms}ms",
+                "LOCK_RETRIES": str(lock_retries),
             }
         ),
     ]
@@ -568,7 +642,10 @@ def parse_result(termination_message: str) -> BackupResult:
         raise BackupError(f"the Job's result has no valid sizeBytes: {_echo(text)}")
     if not isinstance(sha256, str) or not _SHA256.match(sha256):
         raise BackupError(f"the Job's result has no valid sha256: {_echo(text)}")
-    return BackupResult(path=path, size_bytes=size, sha256=sha256)
+    at = data.get("at")
+    return BackupResult(
+        path=path, size_bytes=size, sha256=sha256, at=at if isinstance(at, str) and at else None
+    )
 
 
 def termination_message(pod: dict[str, Any], container: str) -> str | None:

@@ -8,6 +8,7 @@ status, and Events. Messages pass through `redact` on their way out.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any, cast
@@ -27,6 +28,10 @@ log = logging.getLogger(__name__)
 
 class NotFound(Exception):
     """The object does not exist."""
+
+
+class Conflict(Exception):
+    """The object changed since the version a write was conditioned on."""
 
 
 @dataclass(frozen=True)
@@ -73,16 +78,93 @@ class Kube:
 
     # ------------------------------------------------------------------ our objects
 
-    def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
-        """Merge-patch our status subresource (keys set to None are removed)."""
+    def patch_status(
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        resource_version: str | None = None,
+    ) -> dict[str, Any]:
+        """Merge-patch our status subresource (keys set to None are removed); with
+        `resource_version`, only if the object is still at that version (else Conflict).
+        Returns the object as written."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         try:
-            self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, plural, name, {"status": status}, _content_type=MERGE
+            result = self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, plural, name, body, _content_type=MERGE
             )
         except ApiException as exc:
             if exc.status == 404:
                 raise NotFound(f"{plural}/{name}") from None
+            if exc.status == 409:
+                raise Conflict(f"{plural}/{name} changed since version {resource_version}") from None
             raise
+        return cast(dict[str, Any], result)
+
+    def get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One of our objects as it is now (None when it is gone)."""
+        try:
+            result = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return cast(dict[str, Any], result)
+
+    def list_custom(self, plural: str, namespace: str) -> list[dict[str, Any]]:
+        """Our objects of one kind in a namespace, as they are now."""
+        result = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+        return list(cast(dict[str, Any], result).get("items") or [])
+
+    def orphan(self, namespace: str, deployment: str) -> None:
+        """Remove a Deployment's owner references, so that it outlives its owner."""
+        try:
+            self.apps.patch_namespaced_deployment(
+                deployment,
+                namespace,
+                {"metadata": {"ownerReferences": None}},
+                _content_type=MERGE,
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def service_selects(self, namespace: str, service: str, color: str) -> bool:
+        """Whether the Service, as it is now, selects pods of `color`."""
+        try:
+            found = self.core.read_namespaced_service(service, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        selector = (found.spec.selector if found.spec else None) or {}
+        return bool(selector.get("lockstep.dev/color") == color)
+
+    def available_pods(self, namespace: str, deployment: str) -> int:
+        """Available pods of a Deployment as it is now (0 when it does not exist)."""
+        try:
+            found = self.apps.read_namespaced_deployment_status(deployment, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return 0
+            raise
+        return int((found.status.available_replicas if found.status else 0) or 0)
+
+    @staticmethod
+    def namespace_terminating(exc: Exception) -> bool:
+        """A namespace being deleted refuses new objects: nothing to do, nothing to report."""
+        if not isinstance(exc, ApiException) or exc.status != 403:
+            return False
+        try:
+            details = json.loads(exc.body or "{}").get("details") or {}
+        except ValueError:
+            return False
+        return any(c.get("reason") == "NamespaceTerminating" for c in details.get("causes") or [])
 
     def annotate(
         self, plural: str, namespace: str, name: str, annotations: dict[str, str | None]

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from .api.base import Condition, now, timestamp
 from .conditions import Health, conditions_for
-from .kube import Kube, ObjectRef
+from .kube import Conflict, Kube, ObjectRef
 
 
 @dataclass
@@ -24,15 +24,14 @@ class Snapshot:
     namespace: str
     uid: str
     generation: int
+    resource_version: str
     annotations: dict[str, str]
     spec: dict[str, Any]
     status: dict[str, Any]
 
     @classmethod
-    def of(
-        cls, kind: str, plural: str, body: Mapping[str, Any], status: dict[str, Any]
-    ) -> Snapshot:
-        """Copy what a pass needs out of kopf's live body (which changes under our feet)."""
+    def of(cls, kind: str, plural: str, body: Mapping[str, Any]) -> Snapshot:
+        """Copy what a pass needs out of an object (kopf's live body changes under our feet)."""
         meta = body.get("metadata") or {}
         return cls(
             kind=kind,
@@ -41,9 +40,10 @@ class Snapshot:
             namespace=str(meta.get("namespace") or ""),
             uid=str(meta.get("uid")),
             generation=int(meta.get("generation") or 0),
+            resource_version=str(meta.get("resourceVersion") or ""),
             annotations=dict(meta.get("annotations") or {}),
             spec=copy.deepcopy(dict(body.get("spec") or {})),
-            status=status,
+            status=copy.deepcopy(dict(body.get("status") or {})),
         )
 
     @property
@@ -51,24 +51,47 @@ class Snapshot:
         return ObjectRef(self.kind, self.namespace, self.name, self.uid)
 
 
-def write_status(kube: Kube, obj: Snapshot, status: dict[str, Any]) -> None:
-    """Merge-patch the status if it changed; keys no longer set are removed explicitly."""
-    if status == obj.status:
-        return
+def write_status(
+    kube: Kube, obj: Snapshot, status: dict[str, Any], always: bool = False
+) -> dict[str, Any] | None:
+    """Merge-patch the status, only if the object is still at the version it was read at
+    (raises Conflict otherwise). Keys no longer set are removed explicitly. Unchanged, it is
+    not written unless `always` (to check that the decision was taken on the current object).
+    Returns the object as written, or None when nothing was written."""
+    if status == obj.status and not always:
+        return None
     patch: dict[str, Any] = {key: None for key in obj.status if key not in status}
     patch.update(status)
-    kube.patch_status(obj.plural, obj.namespace, obj.name, patch)
+    return kube.patch_status(
+        obj.plural, obj.namespace, obj.name, patch, resource_version=obj.resource_version or None
+    )
+
+
+def newest(*objects: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The most recent of several copies of one object, by resourceVersion.
+
+    resourceVersions are opaque to clients in general, but for objects of one resource they
+    are etcd revisions, which only grow; an unparsable one is taken as the newest."""
+
+    def version(item: Mapping[str, Any]) -> int:
+        text = str((item.get("metadata") or {}).get("resourceVersion") or "")
+        return int(text) if text.isdigit() else 1 << 62
+
+    present = [o for o in objects if o]
+    return max(present, key=version) if present else None
 
 
 def validation_message(error: ValidationError) -> str:
+    """The validation errors, in the spec's own field names, without the library's wording."""
     parts = []
     for item in error.errors()[:5]:
-        where = ".".join(str(p) for p in item["loc"])
-        parts.append(f"{where}: {item['msg']}" if where else item["msg"])
+        where = ".".join(str(p) for p in item["loc"] if p != "spec")
+        text = str(item["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        parts.append(f"{where}: {text}" if where else text)
     return "invalid spec: " + "; ".join(parts)
 
 
-def mark_invalid(kube: Kube, obj: Snapshot, error: ValidationError) -> dict[str, Any]:
+def mark_invalid(kube: Kube, obj: Snapshot, error: ValidationError) -> dict[str, Any] | None:
     """A spec the models reject: Stalled with the reason and one Event; nothing else happens."""
     message = validation_message(error)
     previous_conditions = [Condition.model_validate(c) for c in obj.status.get("conditions") or []]
@@ -95,5 +118,8 @@ def mark_invalid(kube: Kube, obj: Snapshot, error: ValidationError) -> dict[str,
     }
     if not already:
         kube.event(obj.ref, "Warning", "InvalidSpec", message)
-    write_status(kube, obj, status)
-    return status
+    try:
+        written = write_status(kube, obj, status)
+    except Conflict:
+        return kube.get_custom(obj.plural, obj.namespace, obj.name)
+    return written

@@ -4,46 +4,56 @@ Each FeatureRelease and DatabaseMigration gets a daemon that looks at the object
 acts (in a worker thread), then waits until either something it depends on changes (an index
 update or a change of the object wakes it) or the delay its decision asked for passes. The
 world is read from kopf indexes fed by watches, so an idle operator makes no API requests.
+
+Releases and migrations run on separate worker pools: a migration that waits for a lock or
+builds an index concurrently never delays a release's rollback decision.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
+import hashlib
+import json
 import logging
 import os
 import threading
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 from prometheus_client import start_http_server
 
 from . import GROUP, VERSION
 from .api.base import now as utcnow
+from .api.protocol import RequestAck
 from .kube import Kube, load_api_client
 from .migrations import reconcile as migration_reconcile
-from .migrations.gate import ReleaseGate
-from .objects import Snapshot
+from .migrations.machine import ReleaseClaim
+from .objects import Snapshot, newest
 from .redact import install_log_redaction
 from .release import reconcile as release_reconcile
 from .release.world import (
     COLOR_LABEL,
     RELEASE_LABEL,
     REVISION_LABEL,
+    BackupView,
     DeploymentView,
     JobView,
     MigrationView,
     ServiceView,
     World,
+    label_value,
 )
 
 log = logging.getLogger("lockstep.operator")
 MANAGED = {"app.kubernetes.io/managed-by": "lockstep"}
 MIGRATION_LABEL = "lockstep.dev/migration"
+RELEASE_NAME_ANNOTATION = "lockstep.dev/release-name"
 FINALIZER = "lockstep.dev/finalizer"
+QUIET_RECHECK_SECONDS = 3600.0
+T = TypeVar("T")
 
 
 class Wakers:
@@ -51,9 +61,10 @@ class Wakers:
 
     def __init__(self) -> None:
         self._events: dict[tuple[str, str, str], asyncio.Event] = {}
-        # Who depends on what: (namespace, service or migration name) -> release names.
+        # Who depends on what: (namespace, service, migration or ConfigMap name) -> names.
         self.service_users: dict[tuple[str, str], set[str]] = defaultdict(set)
         self.migration_users: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.configmap_users: dict[tuple[str, str], set[str]] = defaultdict(set)
 
     def event(self, kind: str, namespace: str, name: str) -> asyncio.Event:
         return self._events.setdefault((kind, namespace, name), asyncio.Event())
@@ -82,6 +93,29 @@ class Wakers:
         event.clear()
 
 
+class Dependencies:
+    """Remembers which names one object's daemon reads, so that their changes wake it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.users: list[tuple[dict[tuple[str, str], set[str]], tuple[str, str]]] = []
+
+    def set(self, *uses: tuple[dict[tuple[str, str], set[str]], tuple[str, str]]) -> None:
+        self.clear()
+        self.users = list(uses)
+        for mapping, key in self.users:
+            mapping[key].add(self.name)
+
+    def clear(self) -> None:
+        for mapping, key in self.users:
+            mapping[key].discard(self.name)
+        self.users = []
+
+
+async def in_pool(pool: ThreadPoolExecutor, function: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(pool, function, *args)
+
+
 async def reconcile_forever(
     kind: str,
     namespace: str,
@@ -104,6 +138,23 @@ async def reconcile_forever(
         wakers.forget(kind, namespace, name)
 
 
+class Latest:
+    """The newest copy of one object this daemon knows: kopf's body, or what our own last
+    write (or a re-read after a conflict) returned, whichever is newer."""
+
+    def __init__(self, body: kopf.Body) -> None:
+        self.body = body
+        self.ours: Mapping[str, Any] | None = None
+
+    def get(self) -> Mapping[str, Any]:
+        found = newest(self.body, self.ours)
+        return found if found is not None else self.body
+
+    def remember(self, obj: Mapping[str, Any] | None) -> None:
+        if obj is not None:
+            self.ours = obj
+
+
 # ---------------------------------------------------------------------------- startup
 
 
@@ -123,12 +174,20 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.watching.inactivity_timeout = 600
     settings.networking.request_timeout = 60
     workers = int(os.environ.get("LOCKSTEP_WORKERS", "32"))
+    migration_workers = int(os.environ.get("LOCKSTEP_MIGRATION_WORKERS", "8"))
     settings.execution.max_workers = workers
     asyncio.get_running_loop().set_default_executor(
-        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lockstep")
+        ThreadPoolExecutor(max_workers=4, thread_name_prefix="lockstep")
     )
-    memo.kube = Kube(load_api_client(pool_size=workers))
+    memo.release_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="release")
+    memo.migration_pool = ThreadPoolExecutor(
+        max_workers=migration_workers, thread_name_prefix="migration"
+    )
+    memo.kube = Kube(load_api_client(pool_size=workers + migration_workers))
     memo.wakers = Wakers()
+    # label value -> object name, for names shortened in labels (63 characters at most)
+    memo.release_names = {}
+    memo.migration_names = {}
     install_log_redaction()
     port = int(os.environ.get("LOCKSTEP_METRICS_PORT", "8080"))
     if port:
@@ -156,17 +215,21 @@ async def release_deployments(
     release, color = labels.get(RELEASE_LABEL), labels.get(COLOR_LABEL)
     if not release or color not in ("blue", "green"):
         return None
-    template_labels = (spec.get("template", {}).get("metadata", {}) or {}).get("labels", {}) or {}
+    template = dict(spec.get("template") or {})
+    template_meta = template.get("metadata") or {}
     view = DeploymentView(
         color=color,  # type: ignore[arg-type]
-        revision=template_labels.get(REVISION_LABEL),
+        revision=(template_meta.get("labels") or {}).get(REVISION_LABEL),
         replicas=_int(spec.get("replicas", 1)),
         updated=_int(status.get("updatedReplicas")),
         ready=_int(status.get("readyReplicas")),
         available=_int(status.get("availableReplicas")),
         current=_int(status.get("observedGeneration")) >= _int(meta.get("generation")),
+        template=template,
+        release_name=(template_meta.get("annotations") or {}).get(RELEASE_NAME_ANNOTATION),
+        terminating=_int(status.get("terminatingReplicas")),
     )
-    memo.wakers.wake("FeatureRelease", namespace, release)
+    memo.wakers.wake("FeatureRelease", namespace, memo.release_names.get((namespace, release)))
     return {(namespace, release): view}
 
 
@@ -185,11 +248,15 @@ async def lockstep_jobs(
             message = condition.get("message") or condition.get("reason") or "the Job failed"
     view = JobView(name=name, phase=phase, message=message)  # type: ignore[arg-type]
     if labels.get(RELEASE_LABEL):
-        memo.wakers.wake("FeatureRelease", namespace, labels[RELEASE_LABEL])
-        return {("FeatureRelease", namespace, labels[RELEASE_LABEL]): view}
+        key = labels[RELEASE_LABEL]
+        memo.wakers.wake("FeatureRelease", namespace, memo.release_names.get((namespace, key)))
+        return {("FeatureRelease", namespace, key): view}
     if labels.get(MIGRATION_LABEL):
-        memo.wakers.wake("DatabaseMigration", namespace, labels[MIGRATION_LABEL])
-        return {("DatabaseMigration", namespace, labels[MIGRATION_LABEL]): view}
+        key = labels[MIGRATION_LABEL]
+        memo.wakers.wake(
+            "DatabaseMigration", namespace, memo.migration_names.get((namespace, key))
+        )
+        return {("DatabaseMigration", namespace, key): view}
     return None
 
 
@@ -202,12 +269,30 @@ async def service_selectors(
     return {(namespace, name): dict(spec.get("selector") or {})}
 
 
+@kopf.index("", "v1", "configmaps")
+async def configmap_hashes(
+    namespace: str | None, name: str, body: Any, memo: Any, **_: Any
+) -> dict[Any, str]:
+    """A hash of each ConfigMap's data: a change of a migration source wakes its users."""
+    data = {"data": dict(body.get("data") or {}), "binary": dict(body.get("binaryData") or {})}
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    for migration in memo.wakers.configmap_users.get((namespace, name), ()):
+        memo.wakers.wake("DatabaseMigration", namespace, migration)
+    return {(namespace, name): digest}
+
+
 @kopf.index(GROUP, VERSION, "databasemigrations")
 async def migration_views(
-    namespace: str | None, name: str, meta: Any, status: Any, annotations: Any, memo: Any, **_: Any
+    namespace: str | None, name: str, meta: Any, status: Any, memo: Any, **_: Any
 ) -> dict[Any, MigrationView]:
     conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
-    last_request = status.get("lastRequest") or {}
+    acks = {}
+    for raw in status.get("requests") or []:
+        try:
+            ack = RequestAck.model_validate(raw)
+        except ValueError:
+            continue
+        acks[ack.release] = ack
     view = MigrationView(
         exists=True,
         current_version=status.get("currentVersion"),
@@ -218,8 +303,16 @@ async def migration_views(
         stalled=conditions.get("Stalled") == "True",
         observed_current=_int(status.get("observedGeneration")) >= _int(meta.get("generation")),
         pending_contract=tuple(status.get("pendingContract") or ()),
-        last_request_id=last_request.get("id"),
-        last_request_outcome=last_request.get("outcome"),
+        applied_contract=tuple(status.get("appliedContract") or ()),
+        backups=tuple(
+            BackupView(
+                name=str(b.get("name")),
+                database_version=b.get("databaseVersion"),
+                completed_at=b.get("completedAt"),
+            )
+            for b in status.get("backups") or []
+        ),
+        acks=acks,
     )
     for release in memo.wakers.migration_users.get((namespace, name), ()):
         memo.wakers.wake("FeatureRelease", namespace, release)
@@ -227,22 +320,18 @@ async def migration_views(
 
 
 @kopf.index(GROUP, VERSION, "featurereleases")
-async def release_gates(
+async def release_claims(
     namespace: str | None, name: str, spec: Any, status: Any, meta: Any, memo: Any, **_: Any
-) -> dict[Any, dict[str, Any]] | None:
-    """What each release tells its DatabaseMigration: may contract migrations run?"""
-    gate = spec.get("migration") or {}
-    ref = gate.get("ref")
+) -> dict[Any, ReleaseClaim] | None:
+    """What each release tells its DatabaseMigration (status.database)."""
+    ref = (spec.get("migration") or {}).get("ref")
     if not ref:
         return None
     memo.wakers.wake("DatabaseMigration", namespace, ref)
-    current = _int(status.get("observedGeneration")) == _int(meta.get("generation"))
     return {
-        (namespace, ref): {
-            "name": name,
-            "settled": bool(status.get("settled")) and current,
-            "contractThrough": gate.get("contractVersion"),
-        }
+        (namespace, ref): migration_reconcile.claim_of(
+            name, meta.get("generation"), dict(status), str(ref)
+        )
     }
 
 
@@ -275,41 +364,34 @@ async def release_daemon(
     migrations: kopf.Index[Any, MigrationView] = indexes["migration_views"]
     namespace = namespace or ""
     wakers: Wakers = memo.wakers
-    status: dict[str, Any] = copy.deepcopy(dict(body.get("status") or {}))
-    users: list[tuple[dict[tuple[str, str], set[str]], tuple[str, str]]] = []
-
-    def depend_on(spec: dict[str, Any]) -> None:
-        """Remember which Services and migration this release reads, to be woken by them."""
-        nonlocal users
-        for mapping, key in users:
-            mapping[key].discard(name)
-        users = [(wakers.service_users, (namespace, str(spec.get("service"))))]
-        if spec.get("previewService"):
-            users.append((wakers.service_users, (namespace, str(spec["previewService"]))))
-        migration = (spec.get("migration") or {}).get("ref")
-        if migration:
-            users.append((wakers.migration_users, (namespace, str(migration))))
-        for mapping, key in users:
-            mapping[key].add(name)
+    latest = Latest(body)
+    dependencies = Dependencies(name)
+    key = label_value(name)
+    memo.release_names[(namespace, key)] = name
 
     async def one_pass() -> float:
-        nonlocal status
-        obj = Snapshot.of("FeatureRelease", "featurereleases", body, status)
-        depend_on(obj.spec)
-        world = _release_world(namespace, name, obj.spec, deployments, jobs, services, migrations)
-        status, delay = await asyncio.to_thread(release_reconcile.reconcile, memo.kube, obj, world)
-        return delay
+        obj = Snapshot.of("FeatureRelease", "featurereleases", latest.get())
+        spec = obj.spec
+        uses = [(wakers.service_users, (namespace, str(spec.get("service"))))]
+        if spec.get("previewService"):
+            uses.append((wakers.service_users, (namespace, str(spec["previewService"]))))
+        if (spec.get("migration") or {}).get("ref"):
+            uses.append((wakers.migration_users, (namespace, str(spec["migration"]["ref"]))))
+        dependencies.set(*uses)
+        world = release_world(namespace, key, spec, deployments, jobs, services, migrations)
+        outcome = await in_pool(memo.release_pool, release_reconcile.reconcile, memo.kube, obj, world)
+        latest.remember(outcome.obj)
+        return outcome.delay
 
     try:
         await reconcile_forever("FeatureRelease", namespace, name, memo, stopped, one_pass)
     finally:
-        for mapping, key in users:
-            mapping[key].discard(name)
+        dependencies.clear()
 
 
-def _release_world(
-    namespace: str | None,
-    name: str,
+def release_world(
+    namespace: str,
+    key: str,
     spec: dict[str, Any],
     deployments: Any,
     jobs: Any,
@@ -331,9 +413,22 @@ def _release_world(
         now=utcnow(),
         service=active,
         preview_service=service(spec.get("previewService")),
-        deployments={v.color: v for v in (deployments.get((namespace, name)) or [])},
-        jobs={v.name: v for v in (jobs.get(("FeatureRelease", namespace, name)) or [])},
+        deployments={v.color: v for v in (deployments.get((namespace, key)) or [])},
+        jobs={v.name: v for v in (jobs.get(("FeatureRelease", namespace, key)) or [])},
         migration=migration,
+    )
+
+
+@kopf.on.delete(GROUP, VERSION, "featurereleases", id="keep-serving")
+async def release_deleted(
+    name: str, namespace: str | None, body: kopf.Body, memo: Any, **_: Any
+) -> None:
+    """A deleted FeatureRelease leaves its stable colour serving (see release.deletion)."""
+    await in_pool(
+        memo.release_pool,
+        release_reconcile.keep_serving,
+        memo.kube,
+        Snapshot.of("FeatureRelease", "featurereleases", body),
     )
 
 
@@ -355,28 +450,50 @@ async def migration_daemon(
     **indexes: Any,
 ) -> None:
     jobs: kopf.Index[Any, JobView] = indexes["lockstep_jobs"]
-    gates: kopf.Index[Any, dict[str, Any]] = indexes["release_gates"]
+    claims: kopf.Index[Any, ReleaseClaim] = indexes["release_claims"]
+    configmaps: kopf.Index[Any, str] = indexes["configmap_hashes"]
     namespace = namespace or ""
-    status: dict[str, Any] = copy.deepcopy(dict(body.get("status") or {}))
+    wakers: Wakers = memo.wakers
     stop = threading.Event()
+    latest = Latest(body)
+    dependencies = Dependencies(name)
+    key = label_value(name)
+    memo.migration_names[(namespace, key)] = name
+    quiet_on: tuple[Any, ...] | None = None  # the inputs of the last look that left it idle
 
     async def one_pass() -> float:
-        nonlocal status
-        obj = Snapshot.of("DatabaseMigration", "databasemigrations", body, status)
+        nonlocal quiet_on
+        obj = Snapshot.of("DatabaseMigration", "databasemigrations", latest.get())
+        source = (obj.spec.get("source") or {}).get("configMapRef") or {}
+        if source.get("name"):
+            dependencies.set((wakers.configmap_users, (namespace, str(source["name"]))))
+        else:
+            dependencies.clear()
         world = migration_reconcile.MigrationWorld(
-            jobs={v.name: v for v in (jobs.get(("DatabaseMigration", namespace, name)) or [])},
-            gates=[
-                ReleaseGate(g["name"], g["settled"], g["contractThrough"])
-                for g in (gates.get((namespace, name)) or [])
-            ],
+            jobs={v.name: v for v in (jobs.get(("DatabaseMigration", namespace, key)) or [])},
+            claims=sorted(claims.get((namespace, name)) or [], key=lambda c: c.release),
             stop=stop,
         )
-        status, delay = await asyncio.to_thread(
-            migration_reconcile.reconcile, memo.kube, obj, world
+        inputs = (
+            obj.generation,
+            obj.annotations.get(migration_reconcile.REQUEST_ANNOTATION),
+            _first(configmaps, (namespace, source.get("name"))) if source.get("name") else None,
+            tuple(
+                (c.release, c.current, c.claim.model_dump_json()) for c in world.claims
+            ),
+            tuple(sorted((j.name, j.phase) for j in world.jobs.values())),
         )
-        return delay
+        if quiet_on == inputs:
+            return QUIET_RECHECK_SECONDS  # idle: no API request, no database connection
+        outcome = await in_pool(
+            memo.migration_pool, migration_reconcile.reconcile, memo.kube, obj, world
+        )
+        latest.remember(outcome.obj)
+        quiet_on = inputs if outcome.quiet else None
+        return QUIET_RECHECK_SECONDS if outcome.quiet else outcome.delay
 
     try:
         await reconcile_forever("DatabaseMigration", namespace, name, memo, stopped, one_pass)
     finally:
+        dependencies.clear()
         stop.set()  # an apply waiting between lock-timeout retries gives up at once

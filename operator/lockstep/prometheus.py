@@ -46,3 +46,20 @@ def query_value(address: str, promql: str, timeout: float) -> float | None:
 def _number(text: str) -> float | None:
     value = float(text)
     return None if math.isnan(value) else value
+
+
+def known_metrics(address: str, timeout: float) -> set[str]:
+    """Every metric name Prometheus has series for."""
+    url = address.rstrip("/") + "/api/v1/label/__name__/values"
+    try:
+        response = httpx.get(url, timeout=timeout)
+        payload = response.json()
+    except httpx.HTTPError as exc:
+        raise PrometheusError(redact(f"Prometheus unreachable at {address}: {exc}")) from None
+    except ValueError:
+        raise PrometheusError(
+            f"Prometheus answered HTTP {response.status_code} without JSON"
+        ) from None
+    if payload.get("status") != "success":
+        raise PrometheusError(f"listing metric names failed: {payload.get('error')}")
+    return {str(name) for name in payload.get("data") or []}

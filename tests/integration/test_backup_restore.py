@@ -10,15 +10,17 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from tests.env.postgres import PostgresServer
-from tests.env.processes import free_port
+from tests.env.processes import free_port, wait_until
 
 from lockstep.api.base import SecretKeyRef
 from lockstep.api.migration import BackupRecord, BackupSpec
@@ -142,7 +144,9 @@ def backup(token: str, *, retention: int = 5) -> dict[str, Any]:
     )
 
 
-def restore(result: BackupResult, *, sha256: str | None = None) -> dict[str, Any]:
+def restore(
+    result: BackupResult, *, sha256: str | None = None, lock_timeout_ms: int = 2000, retries: int = 10
+) -> dict[str, Any]:
     record = BackupRecord(
         name=backup_job_name(MIGRATION, "t1"),
         path=result.path,
@@ -157,6 +161,8 @@ def restore(result: BackupResult, *, sha256: str | None = None) -> dict[str, Any
         spec=spec(),
         backup=record,
         job_name=restore_job_name(MIGRATION, "r1"),
+        lock_timeout_ms=lock_timeout_ms,
+        lock_retries=retries,
     )
 
 
@@ -286,7 +292,13 @@ def test_a_restore_brings_back_exactly_what_the_backup_saw(node: Node, database_
     done = node.run(restore(result), database_url)
 
     assert done.returncode == 0, f"{done.stderr}\n{node.message()}"
-    assert parse_result(node.message()) == result
+    restored = parse_result(node.message())
+    assert (restored.path, restored.size_bytes, restored.sha256) == (
+        result.path,
+        result.size_bytes,
+        result.sha256,
+    )
+    assert result.at is not None and restored.at is not None and restored.at > result.at
     assert snapshot(database_url) == before
 
 
@@ -324,7 +336,7 @@ def test_a_backup_of_an_unreachable_database_fails_with_a_reason_and_no_password
 
     assert done.returncode != 0
     message = node.message()
-    assert message.startswith("backup failed: pg_dump failed:")
+    assert message.startswith("backup failed: cannot take a snapshot:")
     assert "Connection refused" in message
     assert password not in message
     assert password not in done.stderr
@@ -396,3 +408,103 @@ def test_retention_keeps_the_newest_dumps_of_this_migration_only(
     dumps = sorted(p.name for p in directory.iterdir() if p.name not in strangers)
     assert dumps == [f"{backup_job_name(MIGRATION, t)}.dump" for t in ["t3", "t4"]]
     assert all((directory / name).read_text() == "keep me" for name in strangers)
+
+
+class Writer(threading.Thread):
+    """Commits one row at a time, each stamped with the database clock at its insert."""
+
+    def __init__(self, database_url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = database_url
+        self.stop = threading.Event()
+        self.acknowledged: list[tuple[int, datetime]] = []
+
+    def run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self.stop.is_set():
+                try:
+                    row = conn.execute(
+                        "INSERT INTO writes (at) VALUES (clock_timestamp()) RETURNING id, at"
+                    ).fetchone()
+                except psycopg.Error:
+                    continue  # a write refused while the restore replaces the table
+                assert row is not None
+                self.acknowledged.append((row[0], row[1]))
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_the_reported_window_is_exactly_the_writes_a_restore_discards(
+    node: Node, database_url: str
+) -> None:
+    run_sql(database_url, "CREATE TABLE writes (id bigserial PRIMARY KEY, at timestamptz)")
+    writer = Writer(database_url)
+    writer.start()
+    try:
+        wait_until(lambda: len(writer.acknowledged) > 50, timeout=30, what="writes")
+        taken = take_backup(node, database_url)
+        count = len(writer.acknowledged)
+        wait_until(lambda: len(writer.acknowledged) > count + 50, timeout=30, what="writes")
+        done = node.run(restore(taken), database_url)
+        assert done.returncode == 0, f"{done.stderr}\n{node.message()}"
+        restored = parse_result(node.message())
+    finally:
+        writer.stop.set()
+        writer.join()
+    assert taken.at is not None and restored.at is not None
+    start, end = parse_time(taken.at), parse_time(restored.at)
+    with psycopg.connect(database_url) as conn:
+        # (id, time): the restored sequence hands out the discarded ids again
+        kept = {(row[0], row[1]) for row in conn.execute("SELECT id, at FROM writes")}
+    lost = [write for write in writer.acknowledged if write not in kept]
+    # every write acknowledged before the snapshot survives, every one inside the window is
+    # gone: the window reported is the one the data shows (a row is stamped just before its
+    # commit, so a row stamped within a few milliseconds of the snapshot may fall either way)
+    margin = timedelta(milliseconds=5)
+    assert lost, "writes were made between the backup and the restore"
+    assert all(start - margin <= at <= end for _, at in lost)
+    inside = [w for w in writer.acknowledged if start + margin < w[1] < end]
+    assert set(inside) <= set(lost)
+
+
+def test_a_restore_waits_for_locks_only_as_long_as_its_lock_timeout(
+    node: Node, database_url: str
+) -> None:
+    fill(database_url)
+    taken = take_backup(node, database_url)
+    holder = psycopg.connect(database_url)
+    try:
+        holder.execute("BEGIN")
+        holder.execute("LOCK TABLE orders IN ACCESS SHARE MODE")  # a long reader
+        started = time.monotonic()
+        done = node.run(restore(taken, lock_timeout_ms=200, retries=1), database_url)
+        elapsed = time.monotonic() - started
+    finally:
+        holder.close()
+    assert done.returncode == 1
+    assert "lock timeout" in node.message()
+    assert "restore: lock timeout (attempt 1)" in done.stderr
+    assert elapsed < 10, "two attempts of 200 ms and one pause of 1 s"
+
+
+def test_a_restore_behind_a_short_lock_is_tried_again_and_succeeds(
+    node: Node, database_url: str
+) -> None:
+    fill(database_url)
+    before = snapshot(database_url)
+    taken = take_backup(node, database_url)
+    run_sql(database_url, DAMAGE)
+    holder = psycopg.connect(database_url)
+    holder.execute("BEGIN")
+    holder.execute("LOCK TABLE orders IN ACCESS SHARE MODE")
+    releaser = threading.Timer(1.5, holder.close)
+    releaser.start()
+    try:
+        done = node.run(restore(taken, lock_timeout_ms=200, retries=10), database_url)
+    finally:
+        releaser.join()
+    assert done.returncode == 0, f"{done.stderr}\n{node.message()}"
+    assert "restore: lock timeout (attempt 1)" in done.stderr
+    assert snapshot(database_url) == before

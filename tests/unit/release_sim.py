@@ -1,16 +1,19 @@
 """An in-memory world for the release state machine: it carries out actions instantly.
 
 Unit tests of pure logic only: it stands in for Kubernetes and Prometheus so that every
-transition, and a restart before or after every action, can be tried in milliseconds.
+transition, and a restart before or after every action, can be tried in milliseconds. Like the
+reconciler, it refuses to point the Service at a colour without available pods and to scale to
+zero a colour the Service selects.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from lockstep.api.base import timestamp
+from lockstep.api.protocol import AckOutcome, RequestAck
 from lockstep.api.release import FeatureRelease, FeatureReleaseStatus
 from lockstep.release import machine
 from lockstep.release.analysis import QueryResult
@@ -23,7 +26,6 @@ from lockstep.release.world import (
     JobView,
     MigrationView,
     PointService,
-    RequestMigrationRollback,
     RunCheck,
     ScaleColor,
     ServiceView,
@@ -31,6 +33,7 @@ from lockstep.release.world import (
 )
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+VERSION_LABEL = "app.kubernetes.io/version"
 
 
 def spec(**overrides: Any) -> dict[str, Any]:
@@ -48,7 +51,7 @@ def spec(**overrides: Any) -> dict[str, Any]:
 
 def template(version: str) -> dict[str, Any]:
     return {
-        "metadata": {"labels": {"app": "web", "app.kubernetes.io/version": version}},
+        "metadata": {"labels": {"app": "web", VERSION_LABEL: version}},
         "spec": {"containers": [{"name": "web", "image": f"example/web:{version}"}]},
     }
 
@@ -81,10 +84,11 @@ class Sim:
     never_ready: set[str] = field(default_factory=set)  # image versions whose pods never get ready
     metric_value: float | None = 0.0
     metric_error: str | None = None
+    preflight_error: str | None = None
     migration: MigrationView | None = None
     events: list[Emit] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
-    rollback_requests: list[RequestMigrationRollback] = field(default_factory=list)
+    refused: list[Action] = field(default_factory=list)
     answer_rollback_requests: bool = True
 
     # ------------------------------------------------------------------ world
@@ -92,13 +96,16 @@ class Sim:
     def world(self) -> World:
         views = {}
         for color, d in self.deployments.items():
+            available = 0 if d["stuck"] else d["replicas"]
             views[color] = DeploymentView(
                 color=color,  # type: ignore[arg-type]
                 revision=d["revision"],
                 replicas=d["replicas"],
                 updated=d["replicas"],
-                ready=0 if d["stuck"] else d["replicas"],
-                available=0 if d["stuck"] else d["replicas"],
+                ready=available,
+                available=available,
+                template=d.get("template"),
+                release_name=d.get("release"),
             )
         selector = {"app": "web"}
         if self.service_color:
@@ -118,6 +125,10 @@ class Sim:
             migration=self.migration,
         )
 
+    def available(self, color: str) -> int:
+        d = self.deployments.get(color)
+        return 0 if d is None or d["stuck"] else int(d["replicas"])
+
     def release(self) -> FeatureRelease:
         return FeatureRelease.model_validate({"spec": self.spec, "status": self.status})
 
@@ -131,17 +142,24 @@ class Sim:
         if isinstance(action, Emit):
             self.events.append(action)
         elif isinstance(action, ApplyColor):
-            version = self.spec["template"]["metadata"]["labels"]["app.kubernetes.io/version"]
+            version = action.template["metadata"]["labels"][VERSION_LABEL]
+            existing = self.deployments.get(action.color)
             self.deployments[action.color] = {
                 "revision": action.revision,
-                "replicas": action.replicas,
+                "replicas": existing["replicas"] if existing else 1,
                 "stuck": version in self.never_ready,
+                "template": action.template,
+                "release": action.release_name,
             }
         elif isinstance(action, ScaleColor):
-            if action.color in self.deployments:
+            if action.replicas == 0 and self.service_color == action.color:
+                self.refused.append(action)
+            elif action.color in self.deployments:
                 self.deployments[action.color]["replicas"] = action.replicas
         elif isinstance(action, PointService):
-            if action.service == "web":
+            if self.available(action.color) < action.min_available:
+                self.refused.append(action)
+            elif action.service == "web":
                 self.service_color = action.color
             else:
                 self.preview_color = action.color
@@ -149,21 +167,44 @@ class Sim:
             self.jobs.setdefault(
                 action.job, "Failed" if action.check in self.failing_checks else "Succeeded"
             )
-        elif isinstance(action, RequestMigrationRollback):
-            self.rollback_requests.append(action)
-            if self.answer_rollback_requests and self.migration is not None:
-                self.migration = dataclasses.replace(
-                    self.migration,
-                    last_request_id=action.request_id,
-                    last_request_outcome="Succeeded: rolled back",
-                    current_version=action.to_version,
-                )
+
+    def answer_database(self) -> None:
+        """The DatabaseMigration's side, reduced to answering the release's request."""
+        claim = self.typed_status().database
+        if not self.answer_rollback_requests or self.migration is None or claim is None:
+            return
+        request = claim.request
+        if request is None or (
+            (ack := self.migration.acks.get("web")) is not None and ack.id == request.id
+        ):
+            return
+        acks = dict(self.migration.acks)
+        acks["web"] = RequestAck(
+            release="web",
+            id=request.id,
+            outcome=AckOutcome.SUCCEEDED,
+            message=f"rolled back to {request.to_version}",
+            at=timestamp(self.now),
+        )
+        self.migration = MigrationView(
+            **{
+                **self.migration.__dict__,
+                "acks": acks,
+                "current_version": request.to_version,
+            }
+        )
 
     # ------------------------------------------------------------------ driving
 
+    def measure(self, _release: FeatureRelease, request: Any) -> list[QueryResult]:
+        if request.preflight:
+            return [QueryResult("error-ratio", value=0.0, error=self.preflight_error)]
+        return [QueryResult("error-ratio", value=self.metric_value, error=self.metric_error)]
+
     def step(self, crash_after: int | None = None) -> machine.Decision:
-        """One evaluation; with `crash_after`, only that many actions happen and the status
-        is not written (the process died), like a SIGKILL in the middle of a reconcile."""
+        """One evaluation: the status is written, then the actions happen. With `crash_after`,
+        only that many actions happen (the process died), like a SIGKILL in the middle of a
+        reconcile; a death before the status write changes nothing at all."""
         decision = machine.decide(
             self.release(),
             "web",
@@ -171,15 +212,13 @@ class Sim:
             self.generation,
             self.world(),
             self.controls(),
-            measure=lambda _release, _request: [
-                QueryResult("error-ratio", value=self.metric_value, error=self.metric_error)
-            ],
+            measure=self.measure,
         )
+        self.status = decision.status.wire()
         actions = decision.actions if crash_after is None else decision.actions[:crash_after]
         for action in actions:
             self.carry_out(action)
-        if crash_after is None:
-            self.status = decision.status.wire()
+        self.answer_database()
         return decision
 
     def run(self, until: str | None = None, max_steps: int = 400, seconds: float = 600) -> None:

@@ -162,6 +162,7 @@ def test_the_backup_job_as_a_whole() -> None:
         "spec": {
             "backoffLimit": 0,
             "activeDeadlineSeconds": 600,
+            "ttlSecondsAfterFinished": 3600,
             "template": {
                 "metadata": {
                     "labels": {
@@ -327,7 +328,8 @@ def test_the_restore_job_checks_the_recorded_dump() -> None:
     assert env["EXPECTED_SHA256"] == SHA
     script = container(job)["command"][2]
     assert "pg_restore --clean --if-exists --no-owner --file=" in script
-    assert "psql --no-psqlrc --quiet --single-transaction --set=ON_ERROR_STOP=1" in script
+    assert "psql --no-psqlrc --quiet --single-transaction" in script
+    assert "--set=ON_ERROR_STOP=1" in script
     assert "DROP SCHEMA %I CASCADE" in script
     assert script.index("EXPECTED_SHA256") < script.index("pg_restore --clean")
     assert job["spec"]["backoffLimit"] == 0

@@ -1,14 +1,8 @@
-"""When contract migrations may run, and how rollback requests are read."""
+"""When contract migrations may run, and what the reason names when they may not."""
 
 from __future__ import annotations
 
-from lockstep.migrations.gate import (
-    ReleaseGate,
-    RollbackRequest,
-    backup_token,
-    contract_decision,
-    parse_rollback_request,
-)
+from lockstep.migrations.gate import ReleaseGate, contract_decision
 
 VERSIONS = ["001", "002", "003", "004", "005"]
 
@@ -54,18 +48,15 @@ def test_contract_never_goes_past_the_spec_target() -> None:
     assert contract_decision(VERSIONS, ("003",), gates, False, "004").target == "004"
 
 
-def test_backup_tokens_are_stable_short_and_change_with_the_plan() -> None:
-    token = backup_token("abc", "002", 1)
-    assert token == backup_token("abc", "002", 1)
-    assert len(token) == 12 and token.isalnum()
-    assert token != backup_token("abc", "003", 1) != backup_token("abc", "002", 2)
-
-
-def test_rollback_requests_are_parsed_or_explained() -> None:
-    request = parse_rollback_request(
-        '{"id": "web-1", "mode": "down", "toVersion": "001", "requestedBy": "FeatureRelease/web"}'
-    )
-    assert request == RollbackRequest("web-1", "down", "001", "FeatureRelease/web")
-    assert parse_rollback_request(None) is None
-    assert isinstance(parse_rollback_request("not json"), str)
-    assert isinstance(parse_rollback_request('{"id": "x", "mode": "sideways"}'), str)
+def test_the_reason_names_what_each_release_lacks() -> None:
+    gates = [
+        ReleaseGate("api", settled=True, contract_through=None),
+        ReleaseGate("web", settled=False, contract_through="005"),
+        ReleaseGate("worker", settled=True, contract_through="002"),
+        ReleaseGate("batch", settled=True, contract_through="005", current=False),
+    ]
+    reason = contract_decision(VERSIONS, ("003",), gates, False, None).reason
+    assert "api's promoted revision declares no migration.contractVersion" in reason
+    assert "web is releasing" in reason
+    assert "worker's promoted revision tolerates contract migrations only up to 002" in reason
+    assert "batch has not acted on its latest spec" in reason

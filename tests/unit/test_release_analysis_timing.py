@@ -58,14 +58,22 @@ def test_rounds_cover_the_whole_duration_before_a_pass() -> None:
     assert (outcome, second, rounds) == ("passed", 10, 5)
 
 
-def test_after_a_long_pause_a_fresh_round_is_taken_before_passing() -> None:
+def test_after_a_long_outage_the_analysis_takes_its_clean_rounds_before_passing() -> None:
     status = measured(started(), 2)
     assert verdict(status, ANALYSIS, at(60)) == "measure"
-    assert verdict(measured(status, 60), ANALYSIS, at(60)) == "passed"
+    status = measured(status, 60)
+    assert verdict(status, ANALYSIS, at(60)) == "wait"  # 2 of 5 clean rounds: no pass
+    for moment in (62, 64):
+        status = measured(status, moment)
+        assert verdict(status, ANALYSIS, at(moment)) == "wait"
+    assert verdict(measured(status, 66), ANALYSIS, at(66)) == "passed"
 
 
 def test_a_failing_last_round_within_the_failure_limit_is_no_pass() -> None:
-    status = measured(started(), 10, value=0.5)
+    status = started()
+    for moment in (2, 4, 6, 8):
+        status = measured(status, moment)
+    status = measured(status, 10, value=0.5)
     assert (status.failed, ANALYSIS.failure_limit) == (1, 2)
     assert verdict(status, ANALYSIS, at(10)) == "wait"
     assert verdict(status, ANALYSIS, at(12)) == "measure"

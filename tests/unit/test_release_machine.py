@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from tests.unit.release_sim import ANALYSIS, Sim, spec, template
 
+from lockstep.api.base import RequestOutcome
 from lockstep.release import machine
 from lockstep.release.world import MigrationView, PointService, ScaleColor
 
@@ -31,9 +32,9 @@ def test_the_first_release_goes_live_in_blue_without_analysis() -> None:
     st = sim.typed_status()
     assert (st.phase, st.step, st.active_color) == ("Ready", machine.DONE, "blue")
     assert sim.service_color == "blue"
-    assert sim.deployments == {
-        "blue": {"revision": st.stable_revision, "replicas": 2, "stuck": False}
-    }
+    assert list(sim.deployments) == ["blue"]
+    assert sim.deployments["blue"]["revision"] == st.stable_revision
+    assert sim.deployments["blue"]["replicas"] == 2
     assert st.observed_generation == 1
     assert [(h.outcome, h.release) for h in st.history] == [("Promoted", "v1")]
     assert "Switched" in sim.reasons()
@@ -150,7 +151,8 @@ def test_a_rolled_back_release_stays_rolled_back_until_retried() -> None:
     sim.run()
     st = sim.typed_status()
     assert (st.phase, st.active_color, st.attempt) == ("Ready", "green", 2)
-    assert st.last_request is not None and st.last_request.outcome == "retrying"
+    assert st.last_request is not None and st.last_request.outcome == RequestOutcome.ACCEPTED
+    assert "retrying" in st.last_request.message
 
 
 def test_new_pods_that_never_become_ready_roll_back_at_the_deadline_without_moving_traffic() -> (
@@ -260,7 +262,7 @@ def test_a_request_is_handled_once() -> None:
     sim = live_v1(analysis=dict(ANALYSIS, duration="1h"))
     sim.request("abort", "a")
     sim.run()
-    assert sim.typed_status().last_request.outcome.startswith("ignored")  # type: ignore[union-attr]
+    assert sim.typed_status().last_request.outcome == RequestOutcome.REFUSED  # type: ignore[union-attr]
     release_v2(sim)
     sim.run(until=machine.ANALYSIS)
     sim.run(until=machine.ANALYSIS)  # the old request id does not abort the new release
@@ -394,7 +396,9 @@ def test_database_rollback_by_down_is_requested_and_awaited() -> None:
     sim.metric_value = 1.0
     sim.run()
     assert sim.typed_status().phase == "RolledBack"
-    assert [(r.mode, r.to_version) for r in sim.rollback_requests][:1] == [("down", "001")]
+    claim = sim.typed_status().database
+    assert claim is not None and claim.request is not None
+    assert (claim.request.mode, claim.request.to_version) == ("down", "001")
     assert sim.migration is not None and sim.migration.current_version == "001"
 
 

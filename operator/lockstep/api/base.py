@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -84,12 +85,20 @@ class Condition(StatusModel):
     )
 
 
+class RequestOutcome(StrEnum):
+    """What the operator did with a manual request."""
+
+    ACCEPTED = "Accepted"
+    REFUSED = "Refused"
+
+
 class RequestRecord(StatusModel):
     """The last manual request handled (from the lockstep.dev/request annotation)."""
 
-    id: str = Field(description="Request id.")
-    action: str = Field(description="The action requested.")
-    outcome: str = Field(description="What the operator did with it.")
+    id: str = Field(description="The request as written (ACTION@ID).")
+    action: str = Field(description="The action requested: promote, abort or retry.")
+    outcome: RequestOutcome = Field(description="Accepted or Refused.")
+    message: str = Field(default="", description="What the operator does, or why it refused.")
     at: str = Field(description="When it was handled.")
 
 

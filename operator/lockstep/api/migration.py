@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .base import Condition, ConfigMapRef, Duration, Model, RequestRecord, SecretKeyRef, StatusModel
+from .base import Condition, ConfigMapRef, Duration, Model, SecretKeyRef, StatusModel
+from .protocol import RequestAck
 
 MigrationPhase = Literal["expand", "contract"]
 BackupPolicy = Literal["auto", "always", "never"]
@@ -268,14 +270,71 @@ class PlanStatus(StatusModel):
 
 
 class BackupRecord(StatusModel):
-    """A backup taken by a Job."""
+    """A backup taken by a Job, immediately before one apply (never shared by two)."""
 
     name: str = Field(description="Name of the backup (and of its Job).")
     path: str = Field(default="", description="Path of the dump inside the volume.")
     size_bytes: int = Field(default=0, description="Size of the dump.")
     sha256: str = Field(default="", description="SHA-256 of the dump.")
     database_version: str | None = Field(default=None, description="Schema version the dump holds.")
+    taken_for: str | None = Field(
+        default=None, description="The version the apply it protects went to."
+    )
+    snapshot_at: str | None = Field(
+        default=None,
+        description="When the dump's snapshot was taken: writes committed later are not in it.",
+    )
     completed_at: str | None = Field(default=None, description="When it finished.")
+
+
+class OperationKind(StrEnum):
+    """What a DatabaseMigration is doing that takes more than one look."""
+
+    APPLY = "Apply"  # migrations up (or down to a lowered targetVersion)
+    ROLL_BACK = "RollBack"  # down migrations a release asked for
+    RESTORE = "Restore"  # a backup a release asked for
+
+
+class Operation(StatusModel):
+    """The operation in flight, recorded before anything is done so that a restarted operator
+    finishes the same operation (with the same backup) instead of starting another."""
+
+    kind: OperationKind = Field(description="Apply, RollBack or Restore.")
+    serial: int = Field(description="Its number (status.serial when it started).")
+    from_version: str | None = Field(default=None, description="Version when it started.")
+    to_version: str | None = Field(default=None, description="Version it goes to.")
+    direction: Literal["up", "down"] = Field(default="up", description="up or down.")
+    allow_contract: bool = Field(default=False, description="Whether contract migrations run.")
+    backup: str | None = Field(default=None, description="The backup it takes (or restores).")
+    backup_done: bool = Field(default=False, description="The backup is complete.")
+    release: str | None = Field(default=None, description="The FeatureRelease that asked.")
+    request: str | None = Field(default=None, description="Id of the request it serves.")
+    destroys: list[str] = Field(
+        default_factory=list, description="What the down migrations destroy."
+    )
+    started_at: str = Field(description="When it started.")
+
+
+class HoldStatus(StatusModel):
+    """A release holding the database at a version after its rollback."""
+
+    release: str = Field(description="The FeatureRelease.")
+    version: str = Field(description="The version the database stays at.")
+
+
+class GateStatus(StatusModel):
+    """What the releases using this database allow, as last seen."""
+
+    needs: str | None = Field(
+        default=None, description="No down migration goes below this version."
+    )
+    needed_by: list[str] = Field(
+        default_factory=list, description="The releases whose serving revisions need it."
+    )
+    contract_through: str | None = Field(
+        default=None, description="Contract migrations may run up to this version."
+    )
+    holds: list[HoldStatus] = Field(default_factory=list, description="Holds after rollbacks.")
 
 
 class MigrationError(StatusModel):
@@ -334,19 +393,26 @@ class DatabaseMigrationStatus(StatusModel):
     source_hash: str | None = Field(
         default=None, description="Hash of the migration source last acted on."
     )
-    last_request: RequestRecord | None = Field(
-        default=None, description="The last rollback request handled."
+    serial: int = Field(
+        default=0,
+        description="Counts operations and only increases: each backup and restore is named "
+        "by it, so no two applies share a backup.",
     )
-    held_at: str | None = Field(
-        default=None,
-        description="Version the database is held at after a rollback a FeatureRelease asked "
-        "for; released when that release starts again.",
+    operation: Operation | None = Field(default=None, description="The operation in flight.")
+    requests: list[RequestAck] = Field(
+        default_factory=list,
+        description="The answer to each release's last request, one per release.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["release"],
+        },
     )
-    hold_request: str | None = Field(
-        default=None, description="Id of the rollback request holding the database."
+    gate: GateStatus | None = Field(
+        default=None, description="What the releases using this database allow."
     )
-    backup_attempt: int = Field(
-        default=1, description="Attempt of the current backup (a retry request increments it)."
+    applied_contract: list[str] = Field(
+        default_factory=list,
+        description="Contract migrations in the ledger (newest last, at most 50).",
     )
     retry_request: str | None = Field(
         default=None, description="The last lockstep.dev/request=retry@ID handled."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -16,10 +17,18 @@ from .base import (
     StatusModel,
     seconds,
 )
+from .protocol import SchemaClaim
 
 Color = Literal["blue", "green"]
-DatabaseRollback = Literal["none", "down", "restore"]
 NoDataPolicy = Literal["error", "failure"]
+
+
+class DatabaseRollback(StrEnum):
+    """What happens to the database when a release is rolled back."""
+
+    NONE = "none"
+    DOWN = "down"
+    RESTORE = "restore"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
@@ -41,6 +50,13 @@ class MigrationGate(Model):
         description="Contract (breaking) migrations this release tolerates: once it is promoted "
         "and the old colour is gone, the DatabaseMigration may apply contract migrations up to "
         "this version. Without it, contract migrations wait.",
+    )
+    timeout_seconds: int = Field(
+        default=1800,
+        ge=10,
+        le=86400,
+        description="How long the release waits for the DatabaseMigration (to reach the target, "
+        "or to answer a rollback) before it reports Stalled; it goes on waiting after that.",
     )
 
 
@@ -176,9 +192,23 @@ class Analysis(Model):
         description="What an empty query result is: an error (counts towards "
         "consecutiveErrorLimit) or a failure (counts towards failureLimit).",
     )
+    min_successful_rounds: int | None = Field(
+        default=None,
+        ge=1,
+        le=10000,
+        description="Clean rounds (every metric successful) needed to pass. Defaults to one "
+        "per interval of the duration: an outage of the operator or of Prometheus extends the "
+        "analysis instead of letting it pass on fewer measurements.",
+    )
     metrics: list[AnalysisMetric] = Field(
         min_length=1, max_length=20, description="The metrics to measure."
     )
+
+    @property
+    def required_rounds(self) -> int:
+        if self.min_successful_rounds is not None:
+            return self.min_successful_rounds
+        return max(1, int(seconds(self.duration) // seconds(self.interval)))
 
     @model_validator(mode="after")
     def _interval_fits(self) -> Analysis:
@@ -201,7 +231,7 @@ class Rollback(Model):
         "analysis or a check fails; when false, stop and wait for `kubectl lockstep abort`.",
     )
     database: DatabaseRollback = Field(
-        default="none",
+        default=DatabaseRollback.NONE,
         description="none: keep the expanded schema (the old version runs on it); down: run "
         "the down migrations of this release; restore: restore the pre-release backup (loses "
         "writes made since the backup; only when asked for).",
@@ -226,7 +256,15 @@ class FeatureReleaseSpec(Model):
         description="Labels of the application's pods; both colours carry them. The colour "
         "label lockstep.dev/color is added by lockstep."
     )
-    replicas: int = Field(default=1, ge=0, le=10000, description="Pods per colour.")
+    replicas: int | None = Field(
+        default=None,
+        ge=0,
+        le=10000,
+        description="Pods per colour. When not set, lockstep leaves the count to whoever owns "
+        "it (a HorizontalPodAutoscaler, a person): the new colour starts with as many pods as "
+        "the stable colour runs (1 for the first release) and the active colour is never "
+        "scaled by lockstep.",
+    )
     template: ObjectDict = Field(
         description="Pod template of the application (a PodTemplateSpec). A change starts a "
         "new release in the idle colour."
@@ -258,6 +296,25 @@ class FeatureReleaseSpec(Model):
 
 # ---------------------------------------------------------------------------------- status
 
+
+class Step(StrEnum):
+    """Steps of a release, in order, then the steps off the happy path."""
+
+    WAIT_FOR_MIGRATION = "WaitForMigration"
+    DEPLOY = "Deploy"
+    PRE_PROMOTION_CHECKS = "PrePromotionChecks"
+    AWAIT_PROMOTION = "AwaitPromotion"
+    SWITCH = "Switch"
+    ANALYSIS = "Analysis"
+    POST_PROMOTION_CHECKS = "PostPromotionChecks"
+    SCALE_DOWN = "ScaleDown"
+    CONTRACT = "Contract"
+    DONE = "Done"
+    ROLL_BACK = "RollBack"
+    ROLLED_BACK = "RolledBack"
+    AWAIT_ABORT = "AwaitAbort"
+
+
 MeasurementPhase = Literal["Successful", "Failed", "Error"]
 
 
@@ -274,10 +331,17 @@ class Measurement(StatusModel):
 class AnalysisStatus(StatusModel):
     """Progress of the analysis of the current release."""
 
-    started_at: str | None = Field(default=None, description="When the analysis started.")
+    started_at: str | None = Field(
+        default=None,
+        description="When the analysis started (moved forward by the time spent paused).",
+    )
     successful: int = Field(default=0, description="Successful measurements.")
     failed: int = Field(default=0, description="Failed measurements.")
     errors: int = Field(default=0, description="Errored measurements.")
+    rounds: int = Field(default=0, description="Rounds of measurements taken.")
+    clean_rounds: int = Field(
+        default=0, description="Rounds in which every metric was successful."
+    )
     consecutive_errors: int = Field(default=0, description="Errors in a row.")
     last_measured_at: str | None = Field(default=None, description="Time of the last round.")
     measurements: list[Measurement] = Field(
@@ -307,6 +371,22 @@ class HistoryEntry(StatusModel):
     finished_at: str | None = Field(default=None, description="When it finished.")
 
 
+class RevisionRecord(StatusModel):
+    """A promoted revision, kept so that it can be served again."""
+
+    revision: str = Field(description="Revision.")
+    release: str | None = Field(default=None, description="Human release name.")
+    color: Color = Field(description="Colour it runs in.")
+    schema_version: str | None = Field(default=None, description="Schema version it needs.")
+    contract_version: str | None = Field(
+        default=None, description="Contract migrations it tolerates (declared when released)."
+    )
+    replicas: int | None = Field(default=None, description="Pods it ran with.")
+    template: ObjectDict | None = Field(
+        default=None, description="Its pod template, to bring its Deployment back if lost."
+    )
+
+
 class FeatureReleaseStatus(StatusModel):
     """Observed state of a FeatureRelease."""
 
@@ -323,20 +403,37 @@ class FeatureReleaseStatus(StatusModel):
         description="Ready, Reconciling, Stalled and Degraded.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
-    step: str | None = Field(default=None, description="Current step of the release.")
+    step: Step | None = Field(default=None, description="Current step of the release.")
     step_started_at: str | None = Field(default=None, description="When the step started.")
+    failed_step: Step | None = Field(
+        default=None, description="The step at which the release failed (AwaitAbort, RollBack)."
+    )
     active_color: Color | None = Field(default=None, description="Colour serving traffic.")
     preview_color: Color | None = Field(default=None, description="Colour of the new release.")
     stable_revision: str | None = Field(default=None, description="Revision serving traffic.")
     updated_revision: str | None = Field(default=None, description="Revision being released.")
     release: str | None = Field(default=None, description="Human name of the current release.")
     stable_release: str | None = Field(default=None, description="Human name of the stable one.")
+    stable: RevisionRecord | None = Field(
+        default=None, description="The promoted revision that serves (or served last)."
+    )
+    previous_stable: RevisionRecord | None = Field(
+        default=None,
+        description="The revision promoted before it, while its colour still runs "
+        "(an abort during scale-down goes back to it).",
+    )
     revision_started_at: str | None = Field(
         default=None, description="When the current release started."
+    )
+    attempt_serial: int = Field(
+        default=0,
+        description="Counts release attempts and only increases: it names each attempt's check "
+        "Jobs and database requests, so that no attempt reuses another's.",
     )
     scale_down_at: str | None = Field(
         default=None, description="When the old colour is scaled down."
     )
+    paused_at: str | None = Field(default=None, description="When the release was paused.")
     analysis: AnalysisStatus | None = Field(default=None, description="Analysis progress.")
     checks: list[CheckStatus] = Field(default_factory=list, description="Check Jobs.")
     history: list[HistoryEntry] = Field(
@@ -355,8 +452,10 @@ class FeatureReleaseStatus(StatusModel):
         description="Only the stable colour runs: contract migrations may remove what older "
         "releases needed.",
     )
-    migration_request: str | None = Field(
-        default=None, description="Id of the database rollback requested from the migration."
+    database: SchemaClaim | None = Field(
+        default=None,
+        description="What this release tells its DatabaseMigration: the schema its serving "
+        "revisions need and tolerate, and its rollback request.",
     )
     last_request: RequestRecord | None = Field(
         default=None, description="The last manual request handled."

@@ -1,84 +1,117 @@
-"""The DatabaseMigration reconciler: lint → backup (by policy) → apply expand → Ready, then
-contract when the releases allow it; rollback (down or restore) when a release asks.
+"""Carrying out DatabaseMigration decisions: the glue between `machine` and the outside world.
 
-Every stage looks at the world first (the ledger in the database, the backup Jobs), so the
-reconciler can stop at any point and start again without applying anything twice: the ledger
-is the truth about what is applied, a backup Job's name is derived from the plan it protects.
-It runs in a worker thread and never sleeps; waiting is the daemon's job.
+One look reads the inputs (the Secret's URL, the migration source, the ledger, the Jobs in
+flight, the releases' claims), asks `machine.decide`, writes the status (only if the object is
+still the version the decision was taken from), then acts: starts a backup or restore Job, or
+runs migrations with the engine and writes their outcome. Before anything that removes schema
+(a contract or a down migration) the releases' claims are read again from the API, so that a
+stale watch never lets one through. It runs in a worker thread and never sleeps.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from .. import metrics
-from ..api.base import RequestRecord, timestamp
+from ..api.base import seconds, timestamp
 from ..api.base import now as utcnow
 from ..api.migration import (
     AppliedRecord,
-    BackupRecord,
     DatabaseMigration,
     DatabaseMigrationSpec,
     DatabaseMigrationStatus,
-    FindingStatus,
-    LintStatus,
     MigrationError,
-    PlannedMigration,
-    PlannedStatement,
-    PlanStatus,
 )
-from ..backup import (
-    BackupError,
-    backup_job,
-    backup_job_name,
-    parse_result,
-    restore_job,
-    restore_job_name,
-)
+from ..api.protocol import SchemaClaim
+from ..backup import BackupError, backup_job, restore_job
 from ..conditions import Health, conditions_for
-from ..kube import Kube, NotFound
+from ..kube import Conflict, Kube, NotFound
 from ..objects import Snapshot, mark_invalid, write_status
 from ..postgres import DatabaseError, connect, server_version
 from ..redact import redact, remember
 from ..release.world import JobView
-from . import engine
-from .gate import (
-    ReleaseGate,
-    RollbackRequest,
-    backup_token,
-    contract_decision,
-    parse_rollback_request,
-)
+from . import engine, ledger
 from .linting import LintedSource, lint_config, lint_source
-from .plan import DriftError, Plan, PlanError
+from .machine import (
+    Decision,
+    awaited_jobs,
+    Emit,
+    Observed,
+    ReleaseClaim,
+    RunMigrations,
+    RunOutcome,
+    StartBackup,
+    StartRestore,
+    after_run,
+    decide,
+)
+from .plan import DriftError, PlanError
+from .records import AppliedMigration
 from .source import Migration, SourceError, from_configmap, from_inline, source_hash
 
 log = logging.getLogger("lockstep.migration")
 
 PLURAL = "databasemigrations"
-ROLLBACK_REQUEST_ANNOTATION = "lockstep.dev/rollback-request"
 REQUEST_ANNOTATION = "lockstep.dev/request"
-FINDINGS_KEPT = 25
-APPLIED_KEPT = 20
+APPLICATION = "lockstep-operator"
+# Phases in which nothing happens until an input the watch shows changes (the spec, the
+# ConfigMap, the releases' claims, an annotation): an idle DatabaseMigration is not looked at
+# again, so it makes no API request and opens no database connection.
+QUIET_PHASES = frozenset({"Ready", "WaitingForContract", "WaitingForReleases", "DryRun"})
+# Failures that stay until a person changes the spec or the source, or asks for a retry.
+QUIET_FAILURES = frozenset(
+    {
+        "MigrationFailed",
+        "BackupFailed",
+        "RestoreFailed",
+        "LintFailed",
+        "InvalidSpec",
+        "InvalidSource",
+        "SourceNotFound",
+        "InvalidBackup",
+    }
+)
+
+
+def quiet(status: DatabaseMigrationStatus) -> bool:
+    """Nothing will happen until a watched input changes."""
+    if status.operation is not None:
+        return False
+    if status.phase in QUIET_PHASES:
+        return True
+    return status.phase == "Failed" and any(
+        c.type == "Stalled" and c.status == "True" and c.reason in QUIET_FAILURES
+        for c in status.conditions
+    )
 
 
 @dataclass
 class MigrationWorld:
     jobs: dict[str, JobView]
-    gates: list[ReleaseGate]
+    claims: list[ReleaseClaim]
     stop: threading.Event = field(default_factory=threading.Event)
 
 
-class Stop(Exception):
-    """End this reconciliation with the status as it is now (carries the next delay)."""
+@dataclass(frozen=True)
+class Outcome:
+    obj: dict[str, Any] | None  # the object after our last write (or as re-read)
+    delay: float
+    quiet: bool = False  # nothing will happen until an input changes
 
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
+
+class Stalled(Exception):
+    """An input is missing or broken: the status says so and nothing else happens."""
+
+    def __init__(self, reason: str, message: str, delay: float = 30.0) -> None:
+        super().__init__(message)
+        self.reason, self.message, self.delay = reason, message, delay
 
 
 _lint_cache: dict[tuple[str, str], LintedSource] = {}
@@ -101,100 +134,116 @@ def cached_lint(
     return found
 
 
-class Reconciliation:
-    """One pass over one DatabaseMigration."""
+# --------------------------------------------------------------------------------- inputs
 
+
+def database_url(kube: Kube, obj: Snapshot, spec: DatabaseMigrationSpec) -> str:
+    ref = spec.database.url_from.secret_key_ref
+    try:
+        url = kube.secret_value(obj.namespace, ref.name, ref.key)
+    except NotFound as exc:
+        raise Stalled(
+            "SecretNotFound",
+            f"{exc}: create it with the database URL under key {ref.key!r}; nothing was done",
+            delay=10,
+        ) from None
+    remember(url)
+    return url
+
+
+def load_source(kube: Kube, obj: Snapshot, spec: DatabaseMigrationSpec) -> list[Migration]:
+    source = spec.source
+    try:
+        if source.migrations is not None:
+            return from_inline(source.migrations)
+        assert source.config_map_ref is not None
+        return from_configmap(kube.configmap_data(obj.namespace, source.config_map_ref.name))
+    except NotFound as exc:
+        raise Stalled("SourceNotFound", f"{exc}; nothing was done", delay=10) from None
+    except SourceError as exc:
+        raise Stalled("InvalidSource", f"{exc}; nothing was done") from None
+
+
+def inspect_database(url: str) -> tuple[tuple[int, int], list[AppliedMigration]]:
+    """The server version and the ledger, on one connection (nothing is created or locked)."""
+    try:
+        with connect(url, application_name=APPLICATION) as conn:
+            return server_version(conn), ledger.applied(conn)
+    except DatabaseError as exc:
+        raise Stalled("DatabaseUnreachable", str(exc), delay=10) from None
+
+
+def claims_of(items: Sequence[dict[str, Any]], migration: str) -> list[ReleaseClaim]:
+    """The claims of the FeatureReleases (as API objects) that use `migration`."""
+    claims = []
+    for item in items:
+        spec, status = item.get("spec") or {}, item.get("status") or {}
+        if (spec.get("migration") or {}).get("ref") != migration:
+            continue
+        meta = item.get("metadata") or {}
+        claims.append(
+            claim_of(str(meta.get("name")), meta.get("generation"), status, migration)
+        )
+    return claims
+
+
+def claim_of(name: str, generation: Any, status: dict[str, Any], migration: str) -> ReleaseClaim:
+    """One release's claim. A release that has not published one yet (or whose claim names
+    another DatabaseMigration) claims nothing and allows nothing."""
+    raw = status.get("database") or {}
+    try:
+        claim = SchemaClaim.model_validate(raw) if raw else SchemaClaim(migration=migration)
+    except ValidationError:
+        claim = SchemaClaim(migration=migration)
+    if claim.migration != migration:
+        claim = SchemaClaim(migration=migration)
+    current = int(status.get("observedGeneration") or 0) == int(generation or 0)
+    return ReleaseClaim(release=name, current=current, claim=claim)
+
+
+# ------------------------------------------------------------------------------- the look
+
+
+def reconcile(kube: Kube, obj: Snapshot, world: MigrationWorld) -> Outcome:
+    """One look at a DatabaseMigration."""
+    with metrics.RECONCILE_SECONDS.labels("DatabaseMigration").time():
+        try:
+            spec = DatabaseMigration.model_validate({"spec": obj.spec}).spec
+        except ValidationError as exc:
+            metrics.RECONCILES.labels("DatabaseMigration", "invalid").inc()
+            return Outcome(mark_invalid(kube, obj, exc), 60.0, quiet=True)
+        status = DatabaseMigrationStatus.model_validate(obj.status or {})
+        try:
+            outcome = Look(kube, obj, world, spec, status).run()
+        except Stalled as stall:
+            outcome = write_stall(kube, obj, status, stall)
+        except Conflict:
+            metrics.RECONCILES.labels("DatabaseMigration", "conflict").inc()
+            return Outcome(kube.get_custom(PLURAL, obj.namespace, obj.name), 0.05)
+        except NotFound:
+            return Outcome(None, 60.0, quiet=True)
+        metrics.RECONCILES.labels("DatabaseMigration", "ok").inc()
+        return outcome
+
+
+class Look:
     def __init__(
-        self, kube: Kube, obj: Snapshot, world: MigrationWorld, spec: DatabaseMigrationSpec
+        self,
+        kube: Kube,
+        obj: Snapshot,
+        world: MigrationWorld,
+        spec: DatabaseMigrationSpec,
+        status: DatabaseMigrationStatus,
     ) -> None:
-        self.kube = kube
-        self.obj = obj
-        self.world = world
-        self.spec = spec
-        self.previous = DatabaseMigrationStatus.model_validate(obj.status or {})
-        self.st = self.previous.model_copy(deep=True)
-        self.st.observed_generation = obj.generation
+        self.kube, self.obj, self.world, self.spec, self.status = kube, obj, world, spec, status
         self.url = ""
 
-    # ------------------------------------------------------------------ status
-
-    def event(self, type_: str, reason: str, message: str) -> None:
-        self.kube.event(self.obj.ref, type_, reason, message)
-
-    def settle(
-        self, phase: str, health: Health, reason: str, message: str, event: str | None = None
-    ) -> None:
-        """Set the coarse state; post an Event when it changed (not on every pass)."""
-        message = redact(message)
-        changed = (self.previous.phase, self.previous.message) != (phase, message)
-        self.st.phase, self.st.message = phase, message
-        self.st.conditions = conditions_for(
-            health, reason, message, self.obj.generation, self.st.conditions, at=timestamp(utcnow())
-        )
-        if event and changed:
-            self.event(event, reason, message)
-
-    def stall(self, reason: str, message: str, delay: float = 30.0) -> Stop:
-        self.settle("Failed", Health.STALLED, reason, message, event="Warning")
-        return Stop(delay)
-
-    def write(self) -> dict[str, Any]:
-        status = self.st.wire()
-        write_status(self.kube, self.obj, status)
-        return status
-
-    # ------------------------------------------------------------------ inputs
-
-    def database_url(self) -> str:
-        ref = self.spec.database.url_from.secret_key_ref
-        try:
-            url = self.kube.secret_value(self.obj.namespace, ref.name, ref.key)
-        except NotFound as exc:
-            raise self.stall(
-                "SecretNotFound",
-                f"{exc}: create it with the database URL under key {ref.key!r}; nothing was done",
-                delay=10,
-            ) from None
-        remember(url)
-        return url
-
-    def migrations(self) -> list[Migration]:
-        source = self.spec.source
-        try:
-            if source.migrations is not None:
-                return from_inline(source.migrations)
-            assert source.config_map_ref is not None
-            data = self.kube.configmap_data(self.obj.namespace, source.config_map_ref.name)
-            return from_configmap(data)
-        except NotFound as exc:
-            raise self.stall("SourceNotFound", f"{exc}; nothing was done", delay=10) from None
-        except SourceError as exc:
-            raise self.stall("InvalidSource", f"{exc}; nothing was done") from None
-
-    def server(self) -> tuple[int, int]:
-        try:
-            with connect(self.url, application_name="lockstep-operator") as conn:
-                version = server_version(conn)
-        except DatabaseError as exc:
-            raise self.stall("DatabaseUnreachable", str(exc), delay=10) from None
-        self.st.server_version = f"{version[0]}.{version[1]}"
-        return version
-
-    # ------------------------------------------------------------------ the pass
-
-    def run(self) -> float:
-        retry = self.obj.annotations.get(REQUEST_ANNOTATION, "")
-        if retry.startswith("retry") and retry != self.st.retry_request:
-            # a person fixed what made the backup fail: take a fresh one
-            self.st.retry_request = retry
-            self.st.backup_attempt += 1
-        self.url = self.database_url()
-        migrations = self.migrations()
-        source_id = source_hash(migrations)
-        if self.st.source_hash != source_id:
-            self.st.source_hash = source_id
-        version = self.server()
+    def observe(self, claims: list[ReleaseClaim] | None = None) -> Observed:
+        migrations = load_source(self.kube, self.obj, self.spec)
+        version, applied = inspect_database(self.url)
+        self.status = self.status.model_copy(update={"server_version": f"{version[0]}.{version[1]}"})
         policy = self.spec.policy
+        source_id = source_hash(migrations)
         try:
             linted = cached_lint(
                 migrations,
@@ -204,200 +253,122 @@ class Reconciliation:
                 pg_version=version,
             )
         except ValueError as exc:  # unknown rule ids in the policy
-            raise self.stall("InvalidSpec", f"policy.lint: {exc}") from None
-
-        request = parse_rollback_request(self.obj.annotations.get(ROLLBACK_REQUEST_ANNOTATION))
-        if isinstance(request, str):
-            log.warning("DatabaseMigration %s/%s: %s", self.obj.namespace, self.obj.name, request)
-            request = None
-        if request is not None and (
-            self.st.last_request is None or self.st.last_request.id != request.id
-        ):
-            return self.rollback(request, migrations, linted)
-        held = (
-            self.st.held_at
-            if request is not None and self.st.hold_request == request.id and self.st.held_at
-            else None
+            raise Stalled("InvalidSpec", f"policy.lint: {exc}") from None
+        return Observed(
+            now=utcnow(),
+            name=self.obj.name,
+            uid=self.obj.uid,
+            generation=self.obj.generation,
+            migrations=migrations,
+            linted=linted,
+            source_hash=source_id,
+            applied=applied,
+            jobs=self.world.jobs,
+            job_messages=self.job_messages(),
+            claims=self.world.claims if claims is None else claims,
+            retry_request=self.retry_request(),
         )
-        if held is None:
-            self.st.held_at = self.st.hold_request = None
 
-        target = held or self.spec.target_version
-        plan = self.plan(migrations, linted, target, allow_contract=False)
-        self.st.target_version = plan.target_version
-        self.st.current_version = plan.current_version
-        self.st.lint = lint_summary(plan, linted)
-        self.st.plan = plan_summary(plan)
-        self.st.pending_contract = list(plan.blocked_contract)
+    def retry_request(self) -> str | None:
+        value = self.obj.annotations.get(REQUEST_ANNOTATION, "")
+        return value if value.split("@", 1)[0].strip().lower() == "retry" else None
 
-        if plan.lint_blocked:
-            blocked = ", ".join(s.label for s in plan.lint_blocked)
-            raise self.stall(
-                "LintFailed",
-                f"the lint found errors in {blocked}: {plan.lint_blocked[0].lint_errors[0]}; fix "
-                "the migration or adjust policy.lint; the database was not touched",
-            )
-        if self.spec.dry_run:
-            count = len(plan.steps) + len(plan.held_back)
-            self.settle(
-                "DryRun",
-                Health.PLANNED,
-                "DryRun",
-                f"dry run: {count} migration{'s' if count != 1 else ''} would run "
-                f"({plan.verdict}); nothing was applied",
-                event="Normal",
-            )
-            raise Stop(60)
+    def job_messages(self) -> dict[str, str]:
+        """Termination messages of the finished Jobs the operation in flight waits for."""
+        messages = {}
+        for name in awaited_jobs(self.status, self.obj.name, self.obj.uid):
+            job = self.world.jobs.get(name)
+            if job is None or job.phase == "Running":
+                continue
+            message = self.kube.job_termination_message(self.obj.namespace, name)
+            if message:
+                messages[name] = message
+        return messages
 
-        if not plan.steps and plan.blocked_contract and held is None:
-            decision = contract_decision(
-                [m.version for m in migrations],
-                plan.blocked_contract,
-                self.world.gates,
-                policy.allow_breaking,
-                self.spec.target_version,
+    def fresh_claims(self) -> list[ReleaseClaim]:
+        items = self.kube.list_custom("featurereleases", self.obj.namespace)
+        return claims_of(items, self.obj.name)
+
+    def run(self) -> Outcome:
+        self.url = database_url(self.kube, self.obj, self.spec)
+        seen = self.observe()
+        decision = decide(self.spec, self.status, seen)
+        run = decision.run
+        if run is not None and (run.allow_contract or run.direction == "down"):
+            # this removes schema: decide again on the releases as they are right now
+            seen = dataclasses.replace(seen, claims=self.fresh_claims())
+            decision = decide(self.spec, self.status, seen)
+            run = decision.run
+        written = self.write(decision)
+        self.perform(decision)
+        if run is None:
+            return Outcome(
+                written, decision.delay, quiet=quiet(decision.status) and not decision.actions
             )
-            if not decision.allowed:
-                self.settle(
-                    "WaitingForContract",
-                    Health.PROGRESSING,
-                    "WaitingForContract",
-                    f"expand migrations applied at {plan.current_version}; {decision.reason}",
-                    event="Normal",
+        outcome = self.migrate(seen, run)
+        _, applied = inspect_database(self.url)
+        after = after_run(
+            self.spec, decision.status, dataclasses.replace(seen, applied=applied), outcome
+        )
+        after.status.current_version = max((r.version for r in applied), default=None)
+        written = self.write(after) or written
+        self.perform(after)
+        return Outcome(written, after.delay)
+
+    def write(self, decision: Decision) -> dict[str, Any] | None:
+        status = decision.status.wire()
+        work = [a for a in decision.actions if not isinstance(a, Emit)]
+        result = write_status(self.kube, self.obj, status, always=bool(work))
+        if result is not None:
+            self.obj = Snapshot.of(self.obj.kind, self.obj.plural, result)
+        self.status = decision.status
+        return result
+
+    def perform(self, decision: Decision) -> None:
+        owner = self.obj.ref.owner_reference()
+        url_secret = self.spec.database.url_from.secret_key_ref
+        for action in decision.actions:
+            if isinstance(action, Emit):
+                self.kube.event(self.obj.ref, action.type, action.reason, action.message)
+            elif isinstance(action, StartBackup):
+                assert self.spec.backup is not None
+                try:
+                    body = backup_job(
+                        migration_name=self.obj.name,
+                        namespace=self.obj.namespace,
+                        owner=owner,
+                        url_secret=url_secret,
+                        spec=self.spec.backup,
+                        backup_name=action.name,
+                        schema_version=action.database_version,
+                    )
+                except BackupError as exc:
+                    raise Stalled("InvalidBackup", str(exc)) from None
+                self.kube.create_job(body)
+            elif isinstance(action, StartRestore):
+                assert self.spec.backup is not None
+                policy = self.spec.policy
+                self.kube.create_job(
+                    restore_job(
+                        migration_name=self.obj.name,
+                        namespace=self.obj.namespace,
+                        owner=owner,
+                        url_secret=url_secret,
+                        spec=self.spec.backup,
+                        backup=action.backup,
+                        job_name=action.name,
+                        lock_timeout_ms=int(seconds(policy.lock_timeout) * 1000),
+                        lock_retries=policy.lock_timeout_retries,
+                    )
                 )
-                raise Stop(5)
-            plan = self.plan(migrations, linted, decision.target or target, allow_contract=True)
-            self.st.plan = plan_summary(plan)
 
-        if not plan.steps:
-            at = plan.current_version or "nothing applied"
-            message = f"at version {at}" + (f" (held after a rollback to {held})" if held else "")
-            self.settle("Ready", Health.READY, "UpToDate", message, event="Normal")
-            self.st.last_error = None
-            raise Stop(60)
-
-        if plan.backup_needed and policy.backup != "never":
-            self.ensure_backup(plan)
-        return self.apply(migrations, linted, plan, allow_contract=plan.allow_contract)
-
-    def plan(
-        self,
-        migrations: list[Migration],
-        linted: LintedSource,
-        target: str | None,
-        allow_contract: bool,
-    ) -> Plan:
-        try:
-            return engine.plan(
-                self.url,
-                migrations,
-                up_lint=linted.up,
-                down_lint=linted.down,
-                policy=self.spec.policy,
-                target=target,
-                allow_contract=allow_contract,
-                application_name="lockstep-operator",
-            )
-        except DriftError as exc:
-            raise self.stall("Drift", str(exc)) from None
-        except PlanError as exc:
-            raise self.stall("InvalidPlan", str(exc)) from None
-        except DatabaseError as exc:
-            raise self.stall("DatabaseUnreachable", str(exc), delay=10) from None
-
-    # ------------------------------------------------------------------ backup
-
-    def ensure_backup(self, plan: Plan) -> None:
-        """A completed backup of the database as it is before `plan`, or Stop."""
-        backup = self.spec.backup
-        assert backup is not None  # the model requires it unless policy.backup is never
-        token = backup_token(
-            self.st.source_hash or "", plan.current_version, self.st.backup_attempt
-        )
-        name = backup_job_name(self.obj.name, token)
-        if any(b.name == name for b in self.st.backups):
-            return
-        job = self.world.jobs.get(name)
-        if job is None:
-            try:
-                body = backup_job(
-                    migration_name=self.obj.name,
-                    namespace=self.obj.namespace,
-                    owner=self.obj.ref.owner_reference(),
-                    url_secret=self.spec.database.url_from.secret_key_ref,
-                    spec=backup,
-                    backup_name=name,
-                    schema_version=plan.current_version,
-                )
-            except BackupError as exc:
-                raise self.stall("InvalidBackup", str(exc)) from None
-            if self.kube.create_job(body):
-                self.event(
-                    "Normal",
-                    "BackupStarted",
-                    f"Backing up before {plan.verdict or 'applying'}: Job {name}",
-                )
-            self.settle(
-                "BackingUp",
-                Health.PROGRESSING,
-                "BackingUp",
-                f"waiting for backup Job {name} before applying anything",
-            )
-            raise Stop(2)
-        if job.phase == "Running":
-            self.settle(
-                "BackingUp",
-                Health.PROGRESSING,
-                "BackingUp",
-                f"waiting for backup Job {name} before applying anything",
-            )
-            raise Stop(2)
-        message = self.kube.job_termination_message(self.obj.namespace, name) or ""
-        if job.phase == "Failed":
-            reason = message or job.message
-            raise self.stall(
-                "BackupFailed",
-                f"backup Job {name} failed ({redact(reason)[:300]}); no migration was applied. "
-                "Fix the cause and retry with: kubectl annotate dbm "
-                f"{self.obj.name} lockstep.dev/request=retry@$(date +%s) --overwrite",
-            )
-        try:
-            result = parse_result(message)
-        except BackupError as exc:
-            raise self.stall(
-                "BackupFailed", f"backup Job {name}: {exc}; no migration was applied"
-            ) from None
-        record = BackupRecord(
-            name=name,
-            path=result.path,
-            size_bytes=result.size_bytes,
-            sha256=result.sha256,
-            database_version=plan.current_version,
-            completed_at=timestamp(utcnow()),
-        )
-        self.st.backups = [*self.st.backups, record][-backup.retention :]
-        self.event(
-            "Normal",
-            "BackupCompleted",
-            f"Backup {name}: {result.path}, {result.size_bytes} bytes, sha256 {result.sha256[:12]}",
-        )
-
-    # ------------------------------------------------------------------ apply
-
-    def apply(
-        self, migrations: list[Migration], linted: LintedSource, plan: Plan, allow_contract: bool
-    ) -> float:
-        self.settle(
-            "Migrating",
-            Health.PROGRESSING,
-            "Migrating",
-            f"applying {', '.join(s.label for s in plan.steps)}",
-        )
-        self.write()
+    def migrate(self, seen: Observed, run: RunMigrations) -> RunOutcome:
+        """Run migrations with the engine; the outcome, whatever happened."""
 
         def on_event(kind: str, version: str | None, detail: str) -> None:
             if kind in ("applied", "reverted", "retrying", "invalid-index-dropped", "resumed"):
-                self.event(
+                self.kube.event(
+                    self.obj.ref,
                     "Warning" if kind == "retrying" else "Normal",
                     "Migration" + kind.title().replace("-", ""),
                     detail,
@@ -406,200 +377,66 @@ class Reconciliation:
         try:
             result = engine.apply(
                 self.url,
-                migrations,
-                up_lint=linted.up,
-                down_lint=linted.down,
+                seen.migrations,
+                up_lint=seen.linted.up,
+                down_lint=seen.linted.down,
                 policy=self.spec.policy,
                 applied_by=f"lockstep-operator:{self.obj.namespace}/{self.obj.name}",
-                target=plan.target_version,
-                allow_contract=allow_contract,
+                target=run.target,
+                allow_contract=run.allow_contract,
+                direction="down" if run.direction == "down" else "up",
                 wait=self.world.stop.wait,
                 on_event=on_event,
-                application_name="lockstep-operator",
+                application_name=APPLICATION,
             )
         except engine.MigrationFailed as exc:
-            self.st.last_error = MigrationError(
-                version=exc.version,
-                statement=exc.statement or "",
-                sqlstate=exc.sqlstate or "",
-                message=exc.message,
-            )
-            raise self.stall("MigrationFailed", str(exc)) from None
-        except engine.RunnerLockTimeout as exc:
-            self.settle("Migrating", Health.PROGRESSING, "RunnerLockBusy", str(exc))
-            raise Stop(10) from None
-        except engine.Cancelled:
-            raise Stop(1) from None
-        except DriftError as exc:
-            raise self.stall("Drift", str(exc)) from None
-        except PlanError as exc:
-            raise self.stall("InvalidPlan", str(exc)) from None
-        except DatabaseError as exc:
-            raise self.stall("DatabaseUnreachable", str(exc), delay=10) from None
-        records = [
-            AppliedRecord(
-                version=r.version,
-                name=r.name,
-                direction=r.direction,
-                finished_at=timestamp(r.finished_at),
-                duration_ms=r.duration_ms,
-                lock_wait_ms=r.lock_wait_ms,
-                attempts=r.attempts,
-            )
-            for r in result.results
-        ]
-        for r in result.results:
-            metrics.MIGRATIONS_APPLIED.labels(r.direction).inc()
-        self.st.applied = [*self.st.applied, *records][-APPLIED_KEPT:]
-        self.st.last_error = None
-        return 0.2  # look again at once: contract may be next, or Ready
-
-    # ------------------------------------------------------------------ rollback
-
-    def rollback(
-        self, request: RollbackRequest, migrations: list[Migration], linted: LintedSource
-    ) -> float:
-        """Take the database back for a FeatureRelease, then hold it there."""
-        if request.mode == "restore":
-            outcome = self.restore(request)
-        else:
-            self.settle(
-                "RollingBack",
-                Health.PROGRESSING,
-                "RollingBack",
-                f"rolling back to {request.to_version} for {request.requested_by}",
-                event="Warning",
-            )
-            self.write()
-            try:
-                plan = self.plan(migrations, linted, request.to_version, allow_contract=True)
-                self.apply(migrations, linted, plan, allow_contract=True)
-                outcome = f"Succeeded: rolled back to {request.to_version} with down migrations"
-            except Stop:
-                if self.st.phase == "Failed":
-                    outcome = f"Failed: {self.st.message}"
-                else:
-                    raise
-        self.st.last_request = RequestRecord(
-            id=request.id,
-            action=f"rollback:{request.mode}",
-            outcome=redact(outcome)[:500],
-            at=timestamp(utcnow()),
-        )
-        if outcome.startswith("Succeeded"):
-            self.st.held_at, self.st.hold_request = request.to_version, request.id
-            self.event("Warning", "RolledBack", f"{outcome} (requested by {request.requested_by})")
-        else:
-            self.event("Warning", "RollbackFailed", outcome)
-        return 0.2
-
-    def restore(self, request: RollbackRequest) -> str:
-        backup_spec = self.spec.backup
-        candidates = [
-            b for b in self.st.backups if b.database_version == request.to_version and b.sha256
-        ]
-        if backup_spec is None or not candidates:
-            return f"Failed: no backup of version {request.to_version} to restore"
-        backup = candidates[-1]
-        name = restore_job_name(self.obj.name, backup_token(request.id, backup.name, 1))
-        job = self.world.jobs.get(name)
-        if job is None:
-            body = restore_job(
-                migration_name=self.obj.name,
-                namespace=self.obj.namespace,
-                owner=self.obj.ref.owner_reference(),
-                url_secret=self.spec.database.url_from.secret_key_ref,
-                spec=backup_spec,
-                backup=backup,
-                job_name=name,
-            )
-            self.kube.create_job(body)
-            self.settle(
-                "Restoring",
-                Health.PROGRESSING,
-                "Restoring",
-                f"restoring backup {backup.name} (taken {backup.completed_at}); writes made "
-                "since then are lost",
-                event="Warning",
-            )
-            raise Stop(2)
-        if job.phase == "Running":
-            raise Stop(2)
-        if job.phase == "Failed":
-            message = self.kube.job_termination_message(self.obj.namespace, name) or job.message
-            return f"Failed: restore Job {name}: {message}"
-        return (
-            f"Succeeded: restored backup {backup.name} of version {request.to_version}; writes "
-            f"made after {backup.completed_at} are lost"
-        )
-
-
-def lint_summary(plan: Plan, linted: LintedSource) -> LintStatus:
-    pending = [s.version for s in (*plan.steps, *plan.held_back) if s.direction == "up"]
-    findings = []
-    for version in pending:
-        result = linted.up.get(version)
-        if result is None:
-            continue
-        for f in result.findings:
-            findings.append(
-                FindingStatus(
-                    rule=f.rule,
-                    severity=f.severity,
-                    version=version,
-                    line=f.line,
-                    column=f.column,
-                    message=f.message,
-                    help=f.help,
+            return RunOutcome(
+                failure=MigrationError(
+                    version=exc.version,
+                    statement=exc.statement or "",
+                    sqlstate=exc.sqlstate or "",
+                    message=redact(exc.message),
                 )
             )
-    findings.sort(key=lambda f: (f.severity != "error", f.version, f.line))
-    return LintStatus(
-        errors=sum(f.severity == "error" for f in findings),
-        warnings=sum(f.severity == "warning" for f in findings),
-        findings=findings[:FINDINGS_KEPT],
-    )
-
-
-def plan_summary(plan: Plan) -> PlanStatus:
-    return PlanStatus(
-        current_version=plan.current_version,
-        target_version=plan.target_version,
-        backup_needed=plan.backup_needed,
-        migrations=[
-            PlannedMigration(
-                version=s.version,
-                name=s.name,
-                phase=s.phase,
-                direction=s.direction,
-                statements=[
-                    PlannedStatement(
-                        summary=st.summary,
-                        lock=st.lock or "NONE",
-                        transactional=st.transactional,
-                        classes=list(st.classes),
-                    )
-                    for st in s.statements
-                ],
+        except engine.RunnerLockTimeout as exc:
+            return RunOutcome(busy=redact(str(exc)))
+        except engine.Cancelled:
+            return RunOutcome(busy="the operator is stopping; the migration continues later")
+        except (DriftError, PlanError) as exc:
+            return RunOutcome(stopped=redact(str(exc)))
+        except DatabaseError as exc:
+            return RunOutcome(unreachable=redact(str(exc)))
+        for r in result.results:
+            metrics.MIGRATIONS_APPLIED.labels(r.direction).inc()
+        return RunOutcome(
+            applied=tuple(
+                AppliedRecord(
+                    version=r.version,
+                    name=r.name,
+                    direction=r.direction,
+                    finished_at=timestamp(r.finished_at),
+                    duration_ms=r.duration_ms,
+                    lock_wait_ms=r.lock_wait_ms,
+                    attempts=r.attempts,
+                )
+                for r in result.results
             )
-            for s in (*plan.steps, *plan.held_back)
-        ],
+        )
+
+
+def write_stall(
+    kube: Kube, obj: Snapshot, status: DatabaseMigrationStatus, stall: Stalled
+) -> Outcome:
+    """An input is missing or broken: Stalled, one Event when the message is new."""
+    message = redact(stall.message)
+    changed = (status.phase, status.message) != ("Failed", message)
+    st = status.model_copy(deep=True)
+    st.observed_generation = obj.generation
+    st.phase, st.message = "Failed", message
+    st.conditions = conditions_for(
+        Health.STALLED, stall.reason, message, obj.generation, st.conditions, at=timestamp(utcnow())
     )
-
-
-def reconcile(kube: Kube, obj: Snapshot, world: MigrationWorld) -> tuple[dict[str, Any], float]:
-    """One pass over a DatabaseMigration: returns (the status written, seconds until the next)."""
-    with metrics.RECONCILE_SECONDS.labels("DatabaseMigration").time():
-        try:
-            spec = DatabaseMigration.model_validate({"spec": obj.spec}).spec
-        except ValidationError as exc:
-            metrics.RECONCILES.labels("DatabaseMigration", "invalid").inc()
-            return mark_invalid(kube, obj, exc), 60.0
-        run = Reconciliation(kube, obj, world, spec)
-        try:
-            delay = run.run()
-        except Stop as stop:
-            delay = stop.delay
-        status = run.write()
-        metrics.RECONCILES.labels("DatabaseMigration", run.st.phase or "none").inc()
-        return status, delay
+    written = write_status(kube, obj, st.wire())
+    if changed:
+        kube.event(obj.ref, "Warning", stall.reason, message)
+    return Outcome(written, stall.delay, quiet=stall.reason in QUIET_FAILURES)

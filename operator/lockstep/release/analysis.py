@@ -9,8 +9,9 @@ first one interval after the analysis starts (the switch), when the new colour h
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from ..api.base import parse_timestamp, seconds, timestamp
@@ -27,6 +28,30 @@ class QueryResult:
     metric: str
     value: float | None = None
     error: str | None = None
+
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_MATCHERS = re.compile(r"\{[^}]*\}|\[[^\]]*\]")
+_LABEL_LISTS = re.compile(
+    r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", re.IGNORECASE
+)
+_IDENTIFIER = re.compile(r"(?<![\w.:])([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()")
+_KEYWORDS = frozenset(
+    "by without on ignoring group_left group_right offset bool and or unless atan2 inf nan "
+    "start end".split()
+)
+
+
+def metric_names(query: str) -> set[str]:
+    """The metric names a PromQL query reads (what it selects by name, outside label matchers,
+    strings, ranges and function calls): each must exist for the query to mean anything."""
+    text = _STRINGS.sub(" ", query)
+    text = _MATCHERS.sub(" ", text)
+    text = _LABEL_LISTS.sub(" ", text)
+    text = re.sub(r"@\s*[0-9.]+", " ", text)
+    return {
+        name for name in _IDENTIFIER.findall(text) if name.lower() not in _KEYWORDS
+    }
 
 
 def render_query(template: str, values: dict[str, str]) -> str:
@@ -79,6 +104,7 @@ def record_round(
         for m in analysis.metrics
     ]
     errored = any(m.phase == "Error" for m in round_)
+    clean = all(m.phase == "Successful" for m in round_)
     kept: list[Measurement] = []
     for metric in analysis.metrics:
         history = [m for m in status.measurements if m.metric == metric.name]
@@ -89,6 +115,8 @@ def record_round(
             "successful": status.successful + sum(m.phase == "Successful" for m in round_),
             "failed": status.failed + sum(m.phase == "Failed" for m in round_),
             "errors": status.errors + sum(m.phase == "Error" for m in round_),
+            "rounds": status.rounds + 1,
+            "clean_rounds": status.clean_rounds + (1 if clean else 0),
             "consecutive_errors": status.consecutive_errors + 1 if errored else 0,
             "last_measured_at": at,
             "measurements": kept,
@@ -113,10 +141,13 @@ def verdict(status: AnalysisStatus, analysis: Analysis, now: datetime) -> Verdic
         return "measure" if (now - started).total_seconds() >= interval else "wait"
     last = parse_timestamp(status.last_measured_at)
     # Passing needs a clean round taken at the end of the duration or later: after a pause or
-    # an outage the release is judged on a fresh measurement, and never on a failing one.
+    # an outage the release is judged on a fresh measurement, and never on a failing one. It
+    # also needs enough clean rounds: an outage that covered most of the window extends the
+    # analysis instead of letting one round after it decide.
     last_round = [m for m in status.measurements if m.at == status.last_measured_at]
     if (
         (last - started).total_seconds() >= seconds(analysis.duration)
+        and status.clean_rounds >= analysis.required_rounds
         and last_round
         and all(m.phase == "Successful" for m in last_round)
     ):
@@ -130,6 +161,38 @@ def seconds_until_next_round(status: AnalysisStatus, analysis: Analysis, now: da
         return 0.0
     since_last = (now - parse_timestamp(last)).total_seconds()
     return max(0.0, seconds(analysis.interval) - since_last)
+
+
+def shifted(status: AnalysisStatus, by: timedelta) -> AnalysisStatus:
+    """The analysis with its clock moved forward by `by` (time spent paused does not count)."""
+
+    def later(value: str | None) -> str | None:
+        return timestamp(parse_timestamp(value) + by) if value else None
+
+    return status.model_copy(
+        update={
+            "started_at": later(status.started_at),
+            "last_measured_at": later(status.last_measured_at),
+            "measurements": [
+                m.model_copy(update={"at": later(m.at)}) for m in status.measurements
+            ],
+        }
+    )
+
+
+def first_failure(status: AnalysisStatus) -> str:
+    """The first failing measurement and a count, short enough for a status message."""
+    bad = [m for m in status.measurements if m.phase != "Successful"]
+    total = status.successful + status.failed + status.errors
+    if not bad:
+        return f"no failing measurement ({total} taken)"
+    m = bad[0]
+    value = f"={m.value:g}" if m.value is not None else ""
+    count = status.failed + status.errors
+    return (
+        f"{m.metric}{value} ({m.message or m.phase}); {count} of {total} measurements "
+        "failed or errored, details in status.analysis"
+    )
 
 
 def describe_failure(status: AnalysisStatus) -> str:

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from typing import Any
 
 from ..api.release import CheckJob, Color, FeatureReleaseSpec
-from .world import COLOR_LABEL, MANAGED_BY, RELEASE_LABEL, REVISION_LABEL
+from .world import COLOR_LABEL, MANAGED_BY, RELEASE_LABEL, REVISION_LABEL, label_value
 
 CHECK_LABEL = "lockstep.dev/check"
+RELEASE_NAME_ANNOTATION = "lockstep.dev/release-name"
 STAGE_LABEL = "lockstep.dev/stage"
 
 
+CHECK_JOB_TTL_SECONDS = 3600
+"""Finished check Jobs are removed after an hour; their outcome is kept in the status."""
+
+
 def color_name(release: str, color: Color) -> str:
-    return f"{release}-{color}"
+    """`<release>-<color>`, a DNS label: shortened with a hash of the release name if needed."""
+    name = f"{release}-{color}"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(release.encode()).hexdigest()[:6]
+    return f"{release[: 63 - len(color) - len(digest) - 2].rstrip('-')}-{digest}-{color}"
 
 
 def selector_labels(spec: FeatureReleaseSpec, color: Color) -> dict[str, str]:
@@ -26,22 +37,27 @@ def color_deployment(
     namespace: str,
     owner: dict[str, Any],
     spec: FeatureReleaseSpec,
+    template: dict[str, Any],
     color: Color,
     revision: str,
-    replicas: int,
+    release_name: str | None,
 ) -> dict[str, Any]:
-    """The Deployment `<release>-<color>` running `revision` of the spec's pod template."""
-    template = copy.deepcopy(spec.template)
-    metadata = template.setdefault("metadata", {})
+    """The Deployment `<release>-<color>` running `revision` of `template`.
+
+    It carries no replica count: that changes only through the scale subresource, so that a
+    HorizontalPodAutoscaler (or a person) can own it without lockstep fighting them."""
+    pod_template = copy.deepcopy(template)
+    release_label = label_value(release)
+    metadata = pod_template.setdefault("metadata", {})
     metadata["labels"] = {
         **(metadata.get("labels") or {}),
         **selector_labels(spec, color),
         REVISION_LABEL: revision,
-        RELEASE_LABEL: release,
+        RELEASE_LABEL: release_label,
     }
     metadata.setdefault("annotations", {})
-    if spec.release:
-        metadata["annotations"]["lockstep.dev/release-name"] = spec.release
+    if release_name:
+        metadata["annotations"][RELEASE_NAME_ANNOTATION] = release_name
     selector: dict[str, Any] = {"matchLabels": selector_labels(spec, color)}
     if spec.selector.match_expressions:
         selector["matchExpressions"] = [
@@ -55,16 +71,15 @@ def color_deployment(
             "namespace": namespace,
             "labels": {
                 **MANAGED_BY,
-                RELEASE_LABEL: release,
+                RELEASE_LABEL: release_label,
                 COLOR_LABEL: color,
                 REVISION_LABEL: revision,
             },
             "ownerReferences": [owner],
         },
         "spec": {
-            "replicas": replicas,
             "selector": selector,
-            "template": template,
+            "template": pod_template,
             "progressDeadlineSeconds": spec.strategy.blue_green.progress_deadline_seconds,
             "revisionHistoryLimit": 2,
         },
@@ -110,7 +125,7 @@ def check_job(
         container["env"] = [*container.get("env", []), *env]
     labels = {
         **MANAGED_BY,
-        RELEASE_LABEL: release,
+        RELEASE_LABEL: label_value(release),
         CHECK_LABEL: check.name,
         STAGE_LABEL: stage,
         REVISION_LABEL: revision,
@@ -129,6 +144,7 @@ def check_job(
         "spec": {
             "backoffLimit": check.backoff_limit,
             "activeDeadlineSeconds": check.active_deadline_seconds,
+            "ttlSecondsAfterFinished": CHECK_JOB_TTL_SECONDS,
             "template": template,
         },
     }

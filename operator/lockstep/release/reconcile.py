@@ -1,14 +1,21 @@
 """Carrying out release decisions: the glue between the pure machine and the outside world.
 
-`reconcile` validates the object, asks the machine what to do, performs the actions through
-`Kube` and `prometheus`, and writes the status. It runs in a worker thread; it never sleeps:
-it returns how long the caller may wait before looking again.
+`reconcile` validates the object, asks the machine what to do, writes the status, then
+performs the actions through `Kube` and `prometheus`. It runs in a worker thread; it never
+sleeps: it returns how long the caller may wait before looking again.
+
+The status is written first, and only if the object is still the version the decision was
+taken from (a resourceVersion precondition). A second operator process, or a stale view, loses
+that race, performs nothing, and decides again from the object as it is now; so two writers
+never fight over the Service. The two actions that could cause an outage check the live world
+once more right before they happen: a Service is switched only to a colour with available
+pods, and a colour is scaled to zero only when no Service of the release selects it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,12 +23,12 @@ from pydantic import ValidationError
 from .. import metrics
 from ..api.base import seconds
 from ..api.release import FeatureRelease
-from ..kube import Kube
+from ..kube import Conflict, Kube, NotFound
 from ..objects import Snapshot, mark_invalid, write_status
-from ..prometheus import PrometheusError, query_value
+from ..prometheus import PrometheusError, known_metrics, query_value
 from ..redact import redact
 from . import builders
-from .analysis import QueryResult, render_query
+from .analysis import QueryResult, metric_names, render_query
 from .machine import Decision, decide
 from .world import (
     ApplyColor,
@@ -29,8 +36,6 @@ from .world import (
     Emit,
     Measure,
     PointService,
-    ReleaseMigrationHold,
-    RequestMigrationRollback,
     RunCheck,
     ScaleColor,
     World,
@@ -40,7 +45,6 @@ log = logging.getLogger("lockstep.release")
 
 REQUEST_ANNOTATION = "lockstep.dev/request"
 PAUSED_ANNOTATION = "lockstep.dev/paused"
-ROLLBACK_REQUEST_ANNOTATION = "lockstep.dev/rollback-request"
 PLURAL = "featurereleases"
 
 
@@ -55,14 +59,22 @@ def controls_from(annotations: dict[str, str]) -> Controls:
     )
 
 
-def reconcile(kube: Kube, obj: Snapshot, world: World) -> tuple[dict[str, Any], float]:
-    """One look at a FeatureRelease: returns (the status written, seconds until next look)."""
+@dataclass(frozen=True)
+class Outcome:
+    """What one pass left behind: the object as now known, and when to look again."""
+
+    obj: dict[str, Any] | None  # the object after our write (or as re-read after a conflict)
+    delay: float
+
+
+def reconcile(kube: Kube, obj: Snapshot, world: World) -> Outcome:
+    """One look at a FeatureRelease."""
     with metrics.RECONCILE_SECONDS.labels("FeatureRelease").time():
         try:
             release = FeatureRelease.model_validate({"spec": obj.spec, "status": obj.status})
         except ValidationError as exc:
             metrics.RECONCILES.labels("FeatureRelease", "invalid").inc()
-            return mark_invalid(kube, obj, exc), 60.0
+            return Outcome(mark_invalid(kube, obj, exc), 60.0)
         decision = decide(
             release,
             obj.name,
@@ -72,11 +84,22 @@ def reconcile(kube: Kube, obj: Snapshot, world: World) -> tuple[dict[str, Any], 
             controls_from(obj.annotations),
             measure=lambda current, request: measure_round(current, obj, request),
         )
-        failed = perform(kube, obj, release, decision)
         status = decision.status.wire()
-        write_status(kube, obj, status)
+        work = [a for a in decision.actions if not isinstance(a, Emit)]
+        written: dict[str, Any] | None = None
+        if status != obj.status or work:
+            try:
+                written = write_status(kube, obj, status, always=bool(work))
+            except Conflict:
+                # Someone else (another operator process, a person) changed the object since
+                # it was read: do nothing, and decide again from the object as it is now.
+                metrics.RECONCILES.labels("FeatureRelease", "conflict").inc()
+                return Outcome(kube.get_custom(PLURAL, obj.namespace, obj.name), 0.05)
+            except NotFound:
+                return Outcome(None, 60.0)
+        failed = perform(kube, obj, release, decision)
         metrics.RECONCILES.labels("FeatureRelease", "error" if failed else "ok").inc()
-        return status, (2.0 if failed else decision.requeue)
+        return Outcome(written, 2.0 if failed else decision.requeue)
 
 
 def perform(kube: Kube, obj: Snapshot, release: FeatureRelease, decision: Decision) -> bool:
@@ -95,16 +118,38 @@ def perform(kube: Kube, obj: Snapshot, release: FeatureRelease, decision: Decisi
                         namespace=obj.namespace,
                         owner=owner,
                         spec=spec,
+                        template=action.template,
                         color=action.color,
                         revision=action.revision,
-                        replicas=action.replicas,
+                        release_name=action.release_name,
                     )
                 )
             elif isinstance(action, ScaleColor):
-                kube.scale(
-                    obj.namespace, builders.color_name(obj.name, action.color), action.replicas
-                )
+                name = builders.color_name(obj.name, action.color)
+                if action.replicas == 0 and kube.service_selects(
+                    obj.namespace, spec.service, action.color
+                ):
+                    log.warning(
+                        "Not scaling %s/%s to zero: Service %s selects it",
+                        obj.namespace,
+                        name,
+                        spec.service,
+                    )
+                    return True
+                kube.scale(obj.namespace, name, action.replicas)
             elif isinstance(action, PointService):
+                name = builders.color_name(obj.name, action.color)
+                available = kube.available_pods(obj.namespace, name)
+                if available < action.min_available:
+                    log.warning(
+                        "Not pointing Service %s/%s at %s: %d available pods, %d needed",
+                        obj.namespace,
+                        action.service,
+                        name,
+                        available,
+                        action.min_available,
+                    )
+                    return True
                 kube.apply(
                     builders.service_selector(spec, obj.namespace, action.service, action.color)
                 )
@@ -129,34 +174,9 @@ def perform(kube: Kube, obj: Snapshot, release: FeatureRelease, decision: Decisi
                         release_name=spec.release,
                     )
                 )
-            elif isinstance(action, RequestMigrationRollback):
-                request = json.dumps(
-                    {
-                        "id": action.request_id,
-                        "mode": action.mode,
-                        "toVersion": action.to_version,
-                        "requestedBy": f"FeatureRelease/{obj.name}",
-                    },
-                    sort_keys=True,
-                )
-                kube.annotate(
-                    "databasemigrations",
-                    obj.namespace,
-                    action.migration,
-                    {ROLLBACK_REQUEST_ANNOTATION: request},
-                )
-            elif isinstance(action, ReleaseMigrationHold):
-                kube.annotate(
-                    "databasemigrations",
-                    obj.namespace,
-                    action.migration,
-                    {ROLLBACK_REQUEST_ANNOTATION: None},
-                )
         except Exception as exc:
-            # a namespace being deleted refuses new objects: nothing to do, nothing to report
-            level = logging.DEBUG if "being terminated" in str(exc) else logging.WARNING
             log.log(
-                level,
+                logging.DEBUG if kube.namespace_terminating(exc) else logging.WARNING,
                 "Action %s on FeatureRelease %s/%s failed: %s",
                 type(action).__name__,
                 obj.namespace,
@@ -168,7 +188,10 @@ def perform(kube: Kube, obj: Snapshot, release: FeatureRelease, decision: Decisi
 
 
 def measure_round(release: FeatureRelease, obj: Snapshot, measure: Measure) -> list[QueryResult]:
-    """Query every metric once for the colour under analysis."""
+    """Query every metric once for the colour under analysis.
+
+    A preflight round (before any traffic moves) only checks that each query runs and names
+    metrics Prometheus knows; no data for a colour that has served nothing yet is fine."""
     analysis = release.spec.analysis
     assert analysis is not None
     values = {
@@ -179,11 +202,21 @@ def measure_round(release: FeatureRelease, obj: Snapshot, measure: Measure) -> l
         "namespace": obj.namespace,
     }
     timeout = seconds(analysis.prometheus.timeout)
+    known: set[str] | None = None
     results = []
     for metric in analysis.metrics:
         query = render_query(metric.query, values)
         try:
             value = query_value(analysis.prometheus.address, query, timeout)
+            if measure.preflight:
+                if known is None:
+                    known = known_metrics(analysis.prometheus.address, timeout)
+                missing = sorted(metric_names(query) - known)
+                if missing:
+                    raise PrometheusError(
+                        f"Prometheus has no metric named {', '.join(missing)}"
+                    )
+                value = 0.0 if value is None else value
         except PrometheusError as exc:
             results.append(QueryResult(metric.name, error=str(exc)))
             metrics.MEASUREMENTS.labels("Error").inc()
@@ -191,3 +224,41 @@ def measure_round(release: FeatureRelease, obj: Snapshot, measure: Measure) -> l
         results.append(QueryResult(metric.name, value=value))
         metrics.MEASUREMENTS.labels("Value" if value is not None else "NoData").inc()
     return results
+
+
+def keep_serving(kube: Kube, obj: Snapshot) -> None:
+    """A FeatureRelease is being deleted: its stable colour keeps serving.
+
+    The Service is pointed at the stable colour if it selects another (a release in flight)
+    and the stable colour has pods, and the stable colour's Deployment is orphaned so that the
+    garbage collector removes only the other colour. A FeatureRelease created again with the
+    same name adopts it as its stable colour. The release's database claim goes with the
+    object, which releases any hold it had on its DatabaseMigration.
+    """
+    try:
+        release = FeatureRelease.model_validate({"spec": obj.spec, "status": obj.status})
+    except ValidationError:
+        return
+    status, spec = release.status, release.spec
+    color = status.stable.color if status.stable else status.active_color
+    if color is None or status.stable_revision is None:
+        return  # never released: nothing serves
+    deployment = builders.color_name(obj.name, color)
+    if kube.available_pods(obj.namespace, deployment) > 0:
+        if not kube.service_selects(obj.namespace, spec.service, color):
+            kube.apply(builders.service_selector(spec, obj.namespace, spec.service, color))
+        kube.orphan(obj.namespace, deployment)
+        kube.event(
+            obj.ref,
+            "Normal",
+            "StableKept",
+            f"FeatureRelease deleted: {deployment} (revision {status.stable_revision}) keeps "
+            f"serving through Service {spec.service}; delete it when the application goes",
+        )
+    else:
+        kube.event(
+            obj.ref,
+            "Warning",
+            "NothingServes",
+            f"FeatureRelease deleted: {deployment} has no available pods; nothing is kept",
+        )
