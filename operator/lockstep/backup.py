@@ -238,7 +238,8 @@ printf '%s\n' "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;" \
   "\\! mv '$snapshot_file.partial' '$snapshot_file'" >&3
 waited=0
 until [ -s "$snapshot_file" ]; do
-  kill -0 "$holder" 2> "$TMPDIR/lockstep-kill.err" || fail "cannot take a snapshot: $(summary "$errors")"
+  kill -0 "$holder" 2> "$TMPDIR/lockstep-kill.err" \
+    || fail "cannot take a snapshot: $(summary "$errors")"
   waited=$((waited + 1))
   [ "$waited" -lt 600 ] || fail "the snapshot session did not answer within 60s"
   sleep 0.1

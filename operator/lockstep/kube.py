@@ -100,7 +100,9 @@ class Kube:
             if exc.status == 404:
                 raise NotFound(f"{plural}/{name}") from None
             if exc.status == 409:
-                raise Conflict(f"{plural}/{name} changed since version {resource_version}") from None
+                raise Conflict(
+                    f"{plural}/{name} changed since version {resource_version}"
+                ) from None
             raise
         return cast(dict[str, Any], result)
 

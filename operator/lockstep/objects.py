@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from .api.base import Condition, now, timestamp
 from .conditions import Health, conditions_for
-from .kube import Conflict, Kube, ObjectRef
+from .kube import Kube, ObjectRef
 
 
 @dataclass
@@ -118,8 +118,4 @@ def mark_invalid(kube: Kube, obj: Snapshot, error: ValidationError) -> dict[str,
     }
     if not already:
         kube.event(obj.ref, "Warning", "InvalidSpec", message)
-    try:
-        written = write_status(kube, obj, status)
-    except Conflict:
-        return kube.get_custom(obj.plural, obj.namespace, obj.name)
-    return written
+    return write_status(kube, obj, status)

@@ -253,9 +253,7 @@ async def lockstep_jobs(
         return {("FeatureRelease", namespace, key): view}
     if labels.get(MIGRATION_LABEL):
         key = labels[MIGRATION_LABEL]
-        memo.wakers.wake(
-            "DatabaseMigration", namespace, memo.migration_names.get((namespace, key))
-        )
+        memo.wakers.wake("DatabaseMigration", namespace, memo.migration_names.get((namespace, key)))
         return {("DatabaseMigration", namespace, key): view}
     return None
 
@@ -379,7 +377,9 @@ async def release_daemon(
             uses.append((wakers.migration_users, (namespace, str(spec["migration"]["ref"]))))
         dependencies.set(*uses)
         world = release_world(namespace, key, spec, deployments, jobs, services, migrations)
-        outcome = await in_pool(memo.release_pool, release_reconcile.reconcile, memo.kube, obj, world)
+        outcome = await in_pool(
+            memo.release_pool, release_reconcile.reconcile, memo.kube, obj, world
+        )
         latest.remember(outcome.obj)
         return outcome.delay
 
@@ -478,9 +478,7 @@ async def migration_daemon(
             obj.generation,
             obj.annotations.get(migration_reconcile.REQUEST_ANNOTATION),
             _first(configmaps, (namespace, source.get("name"))) if source.get("name") else None,
-            tuple(
-                (c.release, c.current, c.claim.model_dump_json()) for c in world.claims
-            ),
+            tuple((c.release, c.current, c.claim.model_dump_json()) for c in world.claims),
             tuple(sorted((j.name, j.phase) for j in world.jobs.values())),
         )
         if quiet_on == inputs:

@@ -145,7 +145,11 @@ def backup(token: str, *, retention: int = 5) -> dict[str, Any]:
 
 
 def restore(
-    result: BackupResult, *, sha256: str | None = None, lock_timeout_ms: int = 2000, retries: int = 10
+    result: BackupResult,
+    *,
+    sha256: str | None = None,
+    lock_timeout_ms: int = 2000,
+    retries: int = 10,
 ) -> dict[str, Any]:
     record = BackupRecord(
         name=backup_job_name(MIGRATION, "t1"),

@@ -29,6 +29,8 @@ class DatabaseRollback(StrEnum):
     NONE = "none"
     DOWN = "down"
     RESTORE = "restore"
+
+
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
@@ -339,9 +341,7 @@ class AnalysisStatus(StatusModel):
     failed: int = Field(default=0, description="Failed measurements.")
     errors: int = Field(default=0, description="Errored measurements.")
     rounds: int = Field(default=0, description="Rounds of measurements taken.")
-    clean_rounds: int = Field(
-        default=0, description="Rounds in which every metric was successful."
-    )
+    clean_rounds: int = Field(default=0, description="Rounds in which every metric was successful.")
     consecutive_errors: int = Field(default=0, description="Errors in a row.")
     last_measured_at: str | None = Field(default=None, description="Time of the last round.")
     measurements: list[Measurement] = Field(

@@ -177,7 +177,8 @@ class Machine:
     ) -> None:
         self.spec = spec
         self.previous = status
-        self.st = status.model_copy(deep=True)
+        # fields are replaced, never changed in place: a shallow copy keeps the input intact
+        self.st = status.model_copy()
         self.seen = seen
         self.d = Decision(status=self.st)
         self.current = max((r.version for r in seen.applied), default=None)
@@ -229,7 +230,7 @@ class Machine:
             outcome=outcome,
             message=redact(message)[:500],
             at=self.ts(),
-            **extra,  # type: ignore[arg-type]
+            **extra,
         )
         self.st.requests = [a for a in self.st.requests if a.release != release] + [ack]
         if outcome.final:
@@ -322,12 +323,17 @@ class Machine:
         return held
 
     def needed_above(self, version: str | None, besides: str | None = None) -> list[str]:
-        """Releases (other than `besides`) whose serving revisions need more than `version`."""
-        return sorted(
-            f"{c.release} (needs {c.claim.needs})"
-            for c in self.seen.claims
-            if c.release != besides and c.claim.needs and (version is None or c.claim.needs > version)
-        )
+        """Releases (other than `besides`) whose serving revisions need more than `version`,
+        or that have not yet said what their latest spec needs (fail closed)."""
+        blockers = []
+        for c in sorted(self.seen.claims, key=lambda c: c.release):
+            if c.release == besides:
+                continue
+            if not c.current:
+                blockers.append(f"{c.release} (has not acted on its latest spec yet)")
+            elif c.claim.needs and (version is None or c.claim.needs > version):
+                blockers.append(f"{c.release} (needs {c.claim.needs})")
+        return blockers
 
     # ------------------------------------------------------------------ plans
 
@@ -362,9 +368,7 @@ class Machine:
                 self.previous.observed_generation == self.seen.generation
                 and self.previous.source_hash == self.seen.source_hash
             ):
-                raise self.stall(
-                    self.reason_of(self.previous), self.previous.message or "stopped"
-                )
+                raise self.stall(self.reason_of(self.previous), self.previous.message or "stopped")
             self.st.last_error = None
         holds = self.holds()
         target = self.spec.target_version
@@ -472,6 +476,8 @@ class Machine:
             self.continue_backup(op)
             op = self.st.operation
             assert op is not None
+        if not self.still_allowed(op):
+            return
         if op.kind == OperationKind.ROLL_BACK:
             self.settle(
                 "RollingBack",
@@ -492,6 +498,51 @@ class Machine:
                 delay=0.2,
             )
         self.d.actions.append(RunMigrations(op.to_version, op.direction, op.allow_contract))
+
+    def still_allowed(self, op: Operation) -> bool:
+        """An apply that removes schema is checked against the releases again right before it
+        runs (they may have moved on while its backup was taken); if it is no longer allowed,
+        it is dropped (only a backup was taken) and waits like any other."""
+        if op.kind == OperationKind.ROLL_BACK:
+            above = self.needed_above(op.to_version, besides=op.release)
+            if above and op.release and op.request:
+                self.st.operation = None
+                self.acknowledge(
+                    op.release,
+                    op.request,
+                    AckOutcome.REFUSED,
+                    f"not rolling back to {op.to_version}: FeatureRelease {', '.join(above)} "
+                    "serves on this database",
+                )
+                self.d.delay = 0.2
+                return False
+        elif op.direction == "down":
+            above = self.needed_above(op.to_version)
+            if above:
+                self.st.operation = None
+                self.settle(
+                    "WaitingForReleases",
+                    Health.PROGRESSING,
+                    "WaitingForReleases",
+                    f"at {self.current}; going down to {op.to_version} waits: FeatureRelease "
+                    f"{', '.join(above)}",
+                    event="Normal",
+                )
+                return False
+        elif op.allow_contract and not self.spec.policy.allow_breaking:
+            through = self.contract_through()
+            if through is None or (op.to_version or "") > through:
+                self.st.operation = None
+                self.settle(
+                    "WaitingForContract",
+                    Health.PROGRESSING,
+                    "WaitingForContract",
+                    f"contract migrations up to {op.to_version} wait: the releases no longer "
+                    f"tolerate them ({'only up to ' + through if through else 'none'})",
+                    event="Normal",
+                )
+                return False
+        return True
 
     def continue_backup(self, op: Operation) -> None:
         """Wait for the operation's backup; Stop unless it is complete."""
@@ -554,7 +605,8 @@ class Machine:
 
     def continue_restore(self, op: Operation) -> None:
         backup = next((b for b in self.st.backups if b.name == op.backup), None)
-        assert op.release is not None and op.request is not None
+        assert op.release is not None
+        assert op.request is not None
         if backup is None:
             self.st.operation = None
             self.acknowledge(
@@ -622,7 +674,9 @@ class Machine:
             ack = self.ack_of(c.release)
             if ack is None or ack.id != request.id:
                 pending.append(c)
-        pending.sort(key=lambda c: (c.claim.request.requested_at if c.claim.request else "", c.release))
+        pending.sort(
+            key=lambda c: (c.claim.request.requested_at if c.claim.request else "", c.release)
+        )
         return pending[0] if pending else None
 
     def start_request(self, claim: ReleaseClaim) -> None:
@@ -767,7 +821,9 @@ def after_run(
     st.applied = [*st.applied, *outcome.applied][-APPLIED_KEPT:]
     try:
         if outcome.busy is not None:
-            machine.settle("Migrating", Health.PROGRESSING, "RunnerLockBusy", outcome.busy, delay=10)
+            machine.settle(
+                "Migrating", Health.PROGRESSING, "RunnerLockBusy", outcome.busy, delay=10
+            )
             return machine.d
         if outcome.unreachable is not None:
             raise machine.stall("DatabaseUnreachable", outcome.unreachable, delay=10)

@@ -20,8 +20,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from .. import metrics
-from ..api.base import seconds, timestamp
 from ..api.base import now as utcnow
+from ..api.base import seconds, timestamp
 from ..api.migration import (
     AppliedRecord,
     DatabaseMigration,
@@ -41,7 +41,6 @@ from . import engine, ledger
 from .linting import LintedSource, lint_config, lint_source
 from .machine import (
     Decision,
-    awaited_jobs,
     Emit,
     Observed,
     ReleaseClaim,
@@ -50,6 +49,7 @@ from .machine import (
     StartBackup,
     StartRestore,
     after_run,
+    awaited_jobs,
     decide,
 )
 from .plan import DriftError, PlanError
@@ -181,9 +181,7 @@ def claims_of(items: Sequence[dict[str, Any]], migration: str) -> list[ReleaseCl
         if (spec.get("migration") or {}).get("ref") != migration:
             continue
         meta = item.get("metadata") or {}
-        claims.append(
-            claim_of(str(meta.get("name")), meta.get("generation"), status, migration)
-        )
+        claims.append(claim_of(str(meta.get("name")), meta.get("generation"), status, migration))
     return claims
 
 
@@ -241,7 +239,9 @@ class Look:
     def observe(self, claims: list[ReleaseClaim] | None = None) -> Observed:
         migrations = load_source(self.kube, self.obj, self.spec)
         version, applied = inspect_database(self.url)
-        self.status = self.status.model_copy(update={"server_version": f"{version[0]}.{version[1]}"})
+        self.status = self.status.model_copy(
+            update={"server_version": f"{version[0]}.{version[1]}"}
+        )
         policy = self.spec.policy
         source_id = source_hash(migrations)
         try:

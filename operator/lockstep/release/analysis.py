@@ -37,8 +37,24 @@ _LABEL_LISTS = re.compile(
 )
 _IDENTIFIER = re.compile(r"(?<![\w.:])([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()")
 _KEYWORDS = frozenset(
-    "by without on ignoring group_left group_right offset bool and or unless atan2 inf nan "
-    "start end".split()
+    [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "offset",
+        "bool",
+        "and",
+        "or",
+        "unless",
+        "atan2",
+        "inf",
+        "nan",
+        "start",
+        "end",
+    ]
 )
 
 
@@ -49,9 +65,7 @@ def metric_names(query: str) -> set[str]:
     text = _MATCHERS.sub(" ", text)
     text = _LABEL_LISTS.sub(" ", text)
     text = re.sub(r"@\s*[0-9.]+", " ", text)
-    return {
-        name for name in _IDENTIFIER.findall(text) if name.lower() not in _KEYWORDS
-    }
+    return {name for name in _IDENTIFIER.findall(text) if name.lower() not in _KEYWORDS}
 
 
 def render_query(template: str, values: dict[str, str]) -> str:
@@ -173,9 +187,7 @@ def shifted(status: AnalysisStatus, by: timedelta) -> AnalysisStatus:
         update={
             "started_at": later(status.started_at),
             "last_measured_at": later(status.last_measured_at),
-            "measurements": [
-                m.model_copy(update={"at": later(m.at)}) for m in status.measurements
-            ],
+            "measurements": [m.model_copy(update={"at": later(m.at)}) for m in status.measurements],
         }
     )
 

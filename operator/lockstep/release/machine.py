@@ -31,6 +31,7 @@ from ..api.release import (
     CheckJob,
     CheckStatus,
     Color,
+    DatabaseRollback,
     FeatureRelease,
     FeatureReleaseSpec,
     FeatureReleaseStatus,
@@ -144,7 +145,8 @@ class Machine:
     ) -> None:
         self.spec = release.spec
         self.previous = release.status
-        self.st = release.status.model_copy(deep=True)
+        # fields are replaced, never changed in place: a shallow copy keeps the input intact
+        self.st = release.status.model_copy()
         self.name = name
         self.namespace = namespace
         self.generation = generation
@@ -275,6 +277,7 @@ class Machine:
 
         self.handle_request()
         self.protect_stable()
+        self.check_schema_still_there()
         # Steps advance through several states in one evaluation when nothing needs waiting.
         for _ in range(12):
             step = self.st.step
@@ -342,7 +345,11 @@ class Machine:
         gate = self.spec.migration
         if gate is None:
             return None
-        kept = self.st.database if self.st.database and self.st.database.migration == gate.ref else None
+        kept = (
+            self.st.database
+            if self.st.database and self.st.database.migration == gate.ref
+            else None
+        )
         step = self.st.step
         stable_only = step in (Step.WAIT_FOR_MIGRATION, Step.CONTRACT, *SETTLED_STEPS) or (
             step == Step.ROLL_BACK and self.world.service.color == self.stable_color
@@ -417,7 +424,7 @@ class Machine:
             self.st.stable = RevisionRecord(
                 revision=view.revision or "adopted",
                 release=view.release_name,
-                color=color,  # type: ignore[arg-type]
+                color=color,
                 schema_version=schema,
                 contract_version=None,
                 replicas=view.replicas or None,
@@ -445,7 +452,9 @@ class Machine:
                 self.d.actions.append(
                     ApplyColor(color, self.revision, self.spec.template, self.spec.release)  # type: ignore[arg-type]
                 )
-                self.d.emit("Normal", "Adopted", f"{self.name}-{color} already serves this revision")
+                self.d.emit(
+                    "Normal", "Adopted", f"{self.name}-{color} already serves this revision"
+                )
                 self.enter(Step.DONE)
                 return
             adopted = self.st.stable
@@ -596,9 +605,7 @@ class Machine:
             self.d.emit("Normal", "PromoteRequested", "Promotion requested: switching")
             self.enter(Step.SWITCH)
         elif step == Step.ANALYSIS:
-            self.answer(
-                RequestOutcome.ACCEPTED, "promoting: the rest of the analysis is skipped"
-            )
+            self.answer(RequestOutcome.ACCEPTED, "promoting: the rest of the analysis is skipped")
             self.d.emit("Normal", "PromoteRequested", "Promotion requested during analysis")
             self.enter(Step.POST_PROMOTION_CHECKS)
         elif step == Step.AWAIT_ABORT:
@@ -643,7 +650,8 @@ class Machine:
     def return_to_previous(self) -> None:
         """Undo a promotion while the previous colour still exists: it becomes stable again."""
         previous, promoted = self.st.previous_stable, self.st.stable
-        assert previous is not None and promoted is not None
+        assert previous is not None
+        assert promoted is not None
         self.st.stable = previous
         self.st.previous_stable = None
         self.st.stable_revision = previous.revision
@@ -707,6 +715,30 @@ class Machine:
                 f"{self.name}-{stable.color} (stable) was scaled to {view.replicas}; "
                 f"scaled back to {wanted}",
             )
+
+    def check_schema_still_there(self) -> None:
+        """The schema the new revision was deployed for must stay: if the database went below
+        it (a person, another release), traffic does not move to it, or moves back."""
+        step = self.st.step
+        mig, needs = self.world.migration, self.st.updated_schema_version
+        if (
+            step not in (*BEFORE_SWITCH[1:], *TRAFFIC_STEPS)
+            or mig is None
+            or not mig.exists
+            or not mig.observed_current
+            or needs is None
+            or (mig.current_version or "") >= needs
+        ):
+            return
+        message = (
+            f"the database went down to {mig.current_version or 'nothing applied'}, below the "
+            f"{needs} this revision needs"
+        )
+        if self.traffic_moved():
+            self.abort("SchemaLost", message)
+        else:
+            self.d.emit("Warning", "SchemaLost", f"{message}; waiting for it again")
+            self.enter(Step.WAIT_FOR_MIGRATION)
 
     # ------------------------------------------------------------------ steps
 
@@ -839,7 +871,7 @@ class Machine:
                 # creating an existing Job is a no-op, so ask again until the Job is seen
                 self.d.actions.append(RunCheck(check.name, stage, job, color, service))  # type: ignore[arg-type]
                 if record is None or record.job != job:
-                    record = CheckStatus(name=check.name, stage=stage, job=job, phase="Running")  # type: ignore[arg-type]
+                    record = CheckStatus(name=check.name, stage=stage, job=job, phase="Running")
                     self.st.checks = [
                         c for c in self.st.checks if not (c.stage == stage and c.name == check.name)
                     ] + [record]
@@ -848,7 +880,7 @@ class Machine:
             if record is None or record.phase != view.phase or record.job != job:
                 record = CheckStatus(
                     name=check.name,
-                    stage=stage,  # type: ignore[arg-type]
+                    stage=stage,
                     job=job,
                     phase=view.phase,
                     message=view.message,
@@ -1182,8 +1214,7 @@ class Machine:
         self.d.emit(
             "Warning",
             "RolledBack",
-            f"Rolled back to {stable} (revision {self.st.stable_revision}): "
-            f"{self.st.abort_reason}",
+            f"Rolled back to {stable} (revision {self.st.stable_revision}): {self.st.abort_reason}",
         )
         self.say(f"Rolled back to {stable}: {self.st.abort_reason}")
         self.enter(Step.ROLLED_BACK)
@@ -1238,7 +1269,7 @@ class Machine:
         request = claim.request if claim is not None else None
         if request is None or request.id != rid:
             backup = claim.backup if claim is not None else None
-            if mode == RollbackMode.RESTORE and backup is None:
+            if mode == DatabaseRollback.RESTORE and backup is None:
                 self.note_database(
                     f"kept at {current}: no backup of {to_version} protects this release"
                 )
@@ -1247,7 +1278,7 @@ class Machine:
                 id=rid,
                 mode=RollbackMode(mode),
                 to_version=to_version,
-                backup=backup if mode == RollbackMode.RESTORE else None,
+                backup=backup if mode == DatabaseRollback.RESTORE else None,
                 requested_at=self.ts(),
             )
             self.set_request(request)

@@ -71,35 +71,40 @@ def reconcile(kube: Kube, obj: Snapshot, world: World) -> Outcome:
     """One look at a FeatureRelease."""
     with metrics.RECONCILE_SECONDS.labels("FeatureRelease").time():
         try:
-            release = FeatureRelease.model_validate({"spec": obj.spec, "status": obj.status})
-        except ValidationError as exc:
-            metrics.RECONCILES.labels("FeatureRelease", "invalid").inc()
-            return Outcome(mark_invalid(kube, obj, exc), 60.0)
-        decision = decide(
-            release,
-            obj.name,
-            obj.namespace,
-            obj.generation,
-            world,
-            controls_from(obj.annotations),
-            measure=lambda current, request: measure_round(current, obj, request),
-        )
-        status = decision.status.wire()
-        work = [a for a in decision.actions if not isinstance(a, Emit)]
-        written: dict[str, Any] | None = None
-        if status != obj.status or work:
-            try:
-                written = write_status(kube, obj, status, always=bool(work))
-            except Conflict:
-                # Someone else (another operator process, a person) changed the object since
-                # it was read: do nothing, and decide again from the object as it is now.
-                metrics.RECONCILES.labels("FeatureRelease", "conflict").inc()
-                return Outcome(kube.get_custom(PLURAL, obj.namespace, obj.name), 0.05)
-            except NotFound:
-                return Outcome(None, 60.0)
-        failed = perform(kube, obj, release, decision)
-        metrics.RECONCILES.labels("FeatureRelease", "error" if failed else "ok").inc()
-        return Outcome(written, 2.0 if failed else decision.requeue)
+            return decide_and_act(kube, obj, world)
+        except Conflict:
+            # Someone else (another operator process, a person) changed the object since it
+            # was read: nothing was done; decide again from the object as it is now.
+            metrics.RECONCILES.labels("FeatureRelease", "conflict").inc()
+            return Outcome(kube.get_custom(PLURAL, obj.namespace, obj.name), 0.05)
+        except NotFound:
+            return Outcome(None, 60.0)
+
+
+def decide_and_act(kube: Kube, obj: Snapshot, world: World) -> Outcome:
+    """Decide, write the status (conditionally), then act."""
+    try:
+        release = FeatureRelease.model_validate({"spec": obj.spec, "status": obj.status})
+    except ValidationError as exc:
+        metrics.RECONCILES.labels("FeatureRelease", "invalid").inc()
+        return Outcome(mark_invalid(kube, obj, exc), 60.0)
+    decision = decide(
+        release,
+        obj.name,
+        obj.namespace,
+        obj.generation,
+        world,
+        controls_from(obj.annotations),
+        measure=lambda current, request: measure_round(current, obj, request),
+    )
+    status = decision.status.wire()
+    work = [a for a in decision.actions if not isinstance(a, Emit)]
+    written: dict[str, Any] | None = None
+    if status != obj.status or work:
+        written = write_status(kube, obj, status, always=bool(work))
+    failed = perform(kube, obj, release, decision)
+    metrics.RECONCILES.labels("FeatureRelease", "error" if failed else "ok").inc()
+    return Outcome(written, 2.0 if failed else decision.requeue)
 
 
 def perform(kube: Kube, obj: Snapshot, release: FeatureRelease, decision: Decision) -> bool:
@@ -213,9 +218,7 @@ def measure_round(release: FeatureRelease, obj: Snapshot, measure: Measure) -> l
                     known = known_metrics(analysis.prometheus.address, timeout)
                 missing = sorted(metric_names(query) - known)
                 if missing:
-                    raise PrometheusError(
-                        f"Prometheus has no metric named {', '.join(missing)}"
-                    )
+                    raise PrometheusError(f"Prometheus has no metric named {', '.join(missing)}")
                 value = 0.0 if value is None else value
         except PrometheusError as exc:
             results.append(QueryResult(metric.name, error=str(exc)))
