@@ -3,7 +3,7 @@ PY := .venv/bin/python
 PYTEST := $(PY) -m pytest
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: deps controlplane test unit integration e2e lint demo bench crds clean
+.PHONY: deps controlplane test unit integration e2e lint demo bench crds clean fuzz coverage
 
 deps:                 ## PostgreSQL, Prometheus (Debian), uv and the locked Python environment
 	tests/env/install-deps.sh
@@ -22,6 +22,16 @@ integration: deps
 
 e2e: controlplane
 	$(PYTEST) -ra tests/e2e
+
+fuzz: deps            ## the model of both reconcilers, searched much longer than in `make test`
+	LOCKSTEP_MODEL_EXAMPLES=$${LOCKSTEP_MODEL_EXAMPLES:-20000} LOCKSTEP_MODEL_STEPS=$${LOCKSTEP_MODEL_STEPS:-50} \
+		$(PYTEST) -q -p no:cacheprovider tests/unit/test_model_based.py
+
+coverage: controlplane  ## the whole suite under coverage, operator processes included, combined
+	$(PY) -m coverage erase
+	$(PY) -m coverage run -m pytest -q tests/unit tests/integration tests/e2e
+	$(PY) -m coverage combine -q
+	$(PY) -m coverage report --fail-under=90
 
 lint: deps            ## ruff and mypy
 	$(PY) -m ruff check operator tests

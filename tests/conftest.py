@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -26,7 +27,10 @@ def session_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="lockstep-env-"))
     path.chmod(0o755)
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    if os.environ.get("LOCKSTEP_KEEP_ENV"):
+        print(f"\nthe environment's files are kept in {path}")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -150,7 +150,7 @@ class Kube:
     def available_pods(self, namespace: str, deployment: str) -> int:
         """Available pods of a Deployment as it is now (0 when it does not exist)."""
         try:
-            found = self.apps.read_namespaced_deployment_status(deployment, namespace)
+            found = self.apps.read_namespaced_deployment(deployment, namespace)
         except ApiException as exc:
             if exc.status == 404:
                 return 0

@@ -109,8 +109,8 @@ def render_status(obj: dict[str, Any], now: datetime | None = None) -> str:
     if request:
         lines += [
             "",
-            f"Last request: {request['action']} -> {request['outcome']} "
-            f"({age(request['at'], now)} ago)",
+            f"Last request: {request['action']} -> {request['outcome']}: "
+            f"{request.get('message', '')} ({age(request['at'], now)} ago)",
         ]
     return "\n".join(lines)
 
@@ -161,8 +161,8 @@ def request(api: Client, namespace: str, name: str, action: str, wait: float) ->
     while time.monotonic() < deadline:
         last = (api.get(namespace, name).get("status") or {}).get("lastRequest") or {}
         if last.get("id") == ident:
-            print(f"featurerelease/{name}: {last['outcome']}")
-            return 0 if not str(last["outcome"]).startswith("ignored") else 1
+            print(f"featurerelease/{name}: {last['outcome']}: {last.get('message', '')}")
+            return 0 if last["outcome"] == "Accepted" else 1
         time.sleep(0.5)
     print(f"featurerelease/{name}: the operator has not answered within {wait:g}s", file=sys.stderr)
     return 1

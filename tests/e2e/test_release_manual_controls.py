@@ -40,7 +40,7 @@ def test_promote_switches_a_release_that_waits_for_promotion(web: WebApp) -> Non
     assert f"kubectl lockstep promote {APP}" in shown
 
     answer = web.plugin("promote", APP).stdout
-    assert "promoting from step AwaitPromotion" in answer
+    assert "Accepted: promoting: switching traffic" in answer
 
     web.wait_for_phase("Ready", release="v2")
     assert web.outcome() == PROMOTED

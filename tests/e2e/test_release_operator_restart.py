@@ -67,7 +67,7 @@ def test_a_kill_at_any_step_still_promotes_v2_once(
         with ThreadPoolExecutor(1) as pool:
             promote = pool.submit(web.plugin, "promote", APP)
             operator.start()
-            assert "promoting from step AwaitPromotion" in promote.result(timeout=60).stdout
+            assert "promoting: switching traffic" in promote.result(timeout=60).stdout
     else:
         operator.start()
 

@@ -157,7 +157,13 @@ def test_an_error_spike_rolls_the_schema_back_with_down_migrations_when_asked(
     k.wait_for("the schema back at 001", lambda: versions(v1_live) == ["001"], timeout=60)
     assert "email" not in columns(v1_live)
     dbm = k.status("dbm", "shop-db")
-    assert dbm["heldAt"] == "001" and dbm["lastRequest"]["outcome"].startswith("Succeeded")
+    request = k.status("fr", "web")["database"]["request"]
+    assert (request["mode"], request["toVersion"]) == ("down", "001")
+    [ack] = dbm["requests"]
+    assert (ack["release"], ack["id"], ack["outcome"]) == ("web", request["id"], "Succeeded")
+    assert dbm["gate"]["holds"] == [{"release": "web", "version": "001"}]
+    assert ack["destroys"] == ["002: ALTER TABLE users DROP COLUMN email"]
+    assert ack["backup"] in [b["name"] for b in dbm["backups"]], "a backup before the down"
     assert k.condition("fr", "web", "Degraded") == "True"
 
 
@@ -188,6 +194,12 @@ def test_an_error_spike_restores_the_pre_release_backup_when_the_policy_says_res
             "grace",
         ]
     dbm = k.status("dbm", "shop-db")
-    assert dbm["lastRequest"]["action"] == "rollback:restore"
-    assert "writes made after" in dbm["lastRequest"]["outcome"]
-    assert any(e["reason"] == "RolledBack" for e in k.events("shop-db"))
+    [ack] = dbm["requests"]
+    assert ack["outcome"] == "Succeeded" and ack["backup"] == dbm["backups"][-1]["name"]
+    window = ack["discardedWrites"]
+    assert window["start"] == dbm["backups"][-1]["snapshotAt"] < window["end"]
+    assert "were discarded" in ack["message"]
+    assert any(
+        e["reason"] == "RequestSucceeded" and "discarded" in e["message"]
+        for e in k.events("shop-db")
+    )

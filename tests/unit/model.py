@@ -370,7 +370,9 @@ class World:
         self.annotate(self.fr, "lockstep.dev/request", f"{action}@{self.bump()}")
 
     def set_migration_target(self, target: str | None) -> None:
-        spec = migration_spec(target, self.dbm.spec.get("dryRun", False))
+        spec = {k: v for k, v in self.dbm.spec.items() if k != "targetVersion"}
+        if target is not None:
+            spec["targetVersion"] = target
         if spec != self.dbm.spec:
             self.dbm.spec = spec
             self.dbm.generation += 1
@@ -671,6 +673,8 @@ class World:
             return
         view.quiet_on = inputs if quiet(decision.status) and not decision.actions else None
         for action in decision.actions:
+            if isinstance(action, migration_machine.Emit):
+                self.events.append((action.reason, action.message))
             if isinstance(action, migration_machine.StartBackup):
                 if action.name not in self.jobs:
                     self.jobs[action.name] = Job("backup", key=("backup", decision.status.serial))
@@ -693,7 +697,12 @@ class World:
             spec, decision.status, dataclasses.replace(seen, applied=list(self.db.ledger)), outcome
         )
         after.status.current_version = self.db.version
-        self.write_migration(operator, after)
+        if self.write_migration(operator, after):
+            self.events += [
+                (a.reason, a.message)
+                for a in after.actions
+                if isinstance(a, migration_machine.Emit)
+            ]
 
     def write_migration(self, operator: int, decision: migration_machine.Decision) -> bool:
         view = self.views[operator]
@@ -805,9 +814,11 @@ def work(world: World, rounds: int, seconds: float = 1.0) -> None:
 
 def cooperate(world: World, rounds: int = 300) -> int:
     """Let a cooperating world run until it settles; returns the rounds it took."""
+    calm = 0
     for n in range(rounds):
         work(world, 1)
-        if world.settled() and n > 2:
+        calm = calm + 1 if world.settled() else 0
+        if calm >= 3:  # everyone has seen what the others did last
             return n
     return rounds
 

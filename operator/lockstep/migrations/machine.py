@@ -251,7 +251,6 @@ class Machine:
         ]
         claimed = {c.release for c in self.seen.claims}
         self.st.requests = [a for a in self.st.requests if a.release in claimed]
-        self.st.gate = self.gate()
         retry = self.seen.retry_request
         if retry and retry != self.st.retry_request:
             # a person fixed what stopped the migration: try again, with a fresh backup
@@ -268,6 +267,7 @@ class Machine:
                 self.forward()
         except Stop:
             pass
+        self.st.gate = self.gate()
         return self.d
 
     # ------------------------------------------------------------------ what releases allow
@@ -858,6 +858,7 @@ def after_run(
         machine.d.delay = 0.2  # look again at once: contract may be next, or Ready
     except Stop:
         pass
+    st.gate = machine.gate()
     return machine.d
 
 

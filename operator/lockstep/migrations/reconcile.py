@@ -302,9 +302,8 @@ class Look:
         written = self.write(decision)
         self.perform(decision)
         if run is None:
-            return Outcome(
-                written, decision.delay, quiet=quiet(decision.status) and not decision.actions
-            )
+            waiting = any(not isinstance(a, Emit) for a in decision.actions)
+            return Outcome(written, decision.delay, quiet=quiet(decision.status) and not waiting)
         outcome = self.migrate(seen, run)
         _, applied = inspect_database(self.url)
         after = after_run(

@@ -1211,10 +1211,14 @@ class Machine:
             else:
                 self.begin(self.revision, preview=new)
             return
+        details = ""
+        if (self.st.abort_reason or "").startswith("Analysis") and self.st.analysis is not None:
+            details = f" [{analysis_rules.describe_failure(self.st.analysis)}]"
         self.d.emit(
             "Warning",
             "RolledBack",
-            f"Rolled back to {stable} (revision {self.st.stable_revision}): {self.st.abort_reason}",
+            f"Rolled back to {stable} (revision {self.st.stable_revision}): "
+            f"{self.st.abort_reason}{details}",
         )
         self.say(f"Rolled back to {stable}: {self.st.abort_reason}")
         self.enter(Step.ROLLED_BACK)
