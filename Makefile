@@ -34,7 +34,8 @@ lint: deps            ## ruff and mypy
 demo: controlplane    ## a whole release on the local cluster, with an automatic rollback
 	$(PY) -m tests.env.demo
 
-up: controlplane      ## start the local environment in the background, print what to export
+up: deps              ## start the local environment in the background, print what to export
+	@tests/env/controlplane/build.sh >/dev/null
 	@$(PY) -m tests.env up
 
 down:                 ## stop everything `make up` started, remove its directory

@@ -167,11 +167,25 @@ def process_groups_of(owner: int) -> list[int]:
     return sorted(groups)
 
 
-def kill_groups(groups: list[int]) -> None:
+def group_alive(pgid: int) -> bool:
+    """Whether a process of group `pgid` still runs (zombies waiting to be reaped do not)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                return True
+    return False
+
+
+def kill_groups(groups: list[int], timeout: float = 10.0) -> None:
+    """SIGKILL each process group, and wait until none of their processes runs."""
     for pgid in groups:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
         unregister_pid(pgid)
+    deadline = time.monotonic() + timeout
+    while any(group_alive(g) for g in groups) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
@@ -263,13 +277,14 @@ class Environment:
         self._last_operator_start = time.monotonic()
         self.operator.start()
 
-    def keep_operator_running(self, say: Any = print) -> None:
-        """Start the operator again if it exited, as its Deployment would (not in a tight loop)."""
+    def keep_operator_running(self, say: Any = print) -> bool:
+        """Start the operator again if it exited, as its Deployment would (not in a tight
+        loop); True when it was started again (on new ports)."""
         operator = self.operator
         if operator is None or (operator.process is not None and operator.process.alive()):
-            return
+            return False
         if time.monotonic() - self._last_operator_start < OPERATOR_RESTART_SECONDS:
-            return
+            return False
         if operator.process is not None:
             say(f"the operator exited; starting it again:\n{operator.process.tail(20)}")
             operator.process.stop()
@@ -277,6 +292,8 @@ class Environment:
             self._start_operator()
         except Exception as error:
             say(f"the operator did not start: {error}")
+            return False
+        return True
 
     def stop(self, say: Any = print) -> None:
         for part in reversed(self._started):
@@ -518,7 +535,8 @@ def supervise(root: Path) -> int:
             write_state(layout, state)
             say("ready\n" + summary(state))
         while not stop.wait(1.0):
-            environment.keep_operator_running(say)
+            if environment.keep_operator_running(say):
+                write_state(layout, {**environment.state(), "startedAt": state["startedAt"]})
     except Exception as error:
         say(f"failed: {error}\n{traceback.format_exc()}")
         write_state(layout, {"pid": os.getpid(), "phase": "failed", "error": str(error)})
