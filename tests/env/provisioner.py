@@ -176,9 +176,12 @@ class LocalPathProvisioner:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        for thread in self._threads:
-            thread.join(timeout=WATCH_SECONDS + 5)
-        self.api.close()
+        loop, *watches = self._threads or [None]
+        if loop is not None:
+            loop.join(timeout=30)
+        # a watch notices the stop at its next event or timeout; nothing waits for it
+        for thread in watches:
+            thread.join(timeout=0.5)
 
     # ------------------------------------------------------------------ waking
 
