@@ -90,7 +90,9 @@ def test_abort_during_a_long_analysis_rolls_back_to_blue(web: WebApp) -> None:
 
 def test_pause_holds_the_analysis_and_resume_continues_it(web: WebApp) -> None:
     settings = {
-        "analysis": web.analysis(interval="1s", duration="8s"),
+        # long enough that the pause lands in the analysis on a loaded machine (pausing a
+        # settled release is refused)
+        "analysis": web.analysis(interval="1s", duration="20s"),
         "strategy": blue_green(scaleDownDelaySeconds=2),
     }
     web.go_live("v1", **settings)
