@@ -2,8 +2,11 @@
 PY := .venv/bin/python
 PYTEST := $(PY) -m pytest
 export UV_PYTHON_DOWNLOADS := never
+# Where `make up` keeps the environment (state, data, logs); one environment per directory.
+LOCKSTEP_ENV ?= /tmp/lockstep-env
+export LOCKSTEP_ENV
 
-.PHONY: deps controlplane test unit integration e2e lint demo bench crds clean fuzz coverage
+.PHONY: deps controlplane test unit integration e2e lint demo up down env bench crds clean fuzz coverage
 
 deps:                 ## PostgreSQL, Prometheus (Debian), uv and the locked Python environment
 	tests/env/install-deps.sh
@@ -40,6 +43,16 @@ lint: deps            ## ruff and mypy
 
 demo: controlplane    ## a whole release on the local cluster, with an automatic rollback
 	$(PY) -m tests.env.demo
+
+up: deps              ## start the local environment in the background, print what to export
+	@tests/env/controlplane/build.sh >/dev/null
+	@$(PY) -m tests.env up
+
+down:                 ## stop everything `make up` started, remove its directory
+	@$(PY) -m tests.env down
+
+env:                  ## the export lines of the running environment: eval "$$(make -s env)"
+	@$(PY) -m tests.env env
 
 bench: controlplane   ## the benchmarks of tests/bench (figures in docs/benchmarks.md)
 	$(PY) tests/bench/bench_lint.py

@@ -14,6 +14,10 @@ ABORTED = Outcome(
 HISTORY_HEADER = ["RELEASE", "REVISION", "COLOUR", "OUTCOME", "AGE", "REASON"]
 
 
+def annotations(web: WebApp) -> dict[str, str]:
+    return web.k.get("featurerelease", APP)["metadata"].get("annotations") or {}
+
+
 def history_rows(table: str) -> list[tuple[str, str]]:
     """(release, outcome) of each row of `kubectl lockstep history`, after its header."""
     header, *rows = table.splitlines()
@@ -86,7 +90,9 @@ def test_abort_during_a_long_analysis_rolls_back_to_blue(web: WebApp) -> None:
 
 def test_pause_holds_the_analysis_and_resume_continues_it(web: WebApp) -> None:
     settings = {
-        "analysis": web.analysis(interval="1s", duration="8s"),
+        # long enough that the pause lands in the analysis on a loaded machine (pausing a
+        # settled release is refused)
+        "analysis": web.analysis(interval="1s", duration="20s"),
         "strategy": blue_green(scaleDownDelaySeconds=2),
     }
     web.go_live("v1", **settings)
@@ -128,7 +134,7 @@ def test_a_release_paused_before_it_starts_is_held_past_its_deadline_then_goes_o
 ) -> None:
     settings = {"strategy": blue_green(progressDeadlineSeconds=4, scaleDownDelaySeconds=2)}
     web.go_live("v1", **settings)
-    web.plugin("pause", APP)
+    web.plugin("pause", APP, "--next")
     generation = web.apply("v2", **settings)
     web.timeline.wait_for_release(
         "v2 to be held",
@@ -147,3 +153,42 @@ def test_a_release_paused_before_it_starts_is_held_past_its_deadline_then_goes_o
     web.wait_for_phase("Ready", release="v2")
     assert web.outcome() == PROMOTED
     assert web.spec_and_generation() == before
+
+
+def test_controls_that_cannot_apply_are_refused_at_once_with_the_reason(web: WebApp) -> None:
+    settings = {
+        "analysis": web.analysis(interval="1s", duration="10m"),
+        "strategy": blue_green(scaleDownDelaySeconds=2),
+    }
+    web.go_live("v1", **settings)
+
+    settled = web.plugin("pause", APP, check=False)
+    assert settled.returncode == 1
+    assert "nothing to pause: v1 is released and settled (phase Ready)" in settled.stderr
+    assert "lockstep.dev/paused" not in annotations(web)
+
+    web.apply("v2", **settings)
+    web.wait_for_step("Analysis", release="v2")
+    assert "paused at step Analysis" in web.plugin("pause", APP).stdout
+    web.timeline.wait_for_release("phase Paused", lambda s: s.get("phase") == "Paused")
+
+    refused = web.plugin("promote", APP, check=False)
+    assert refused.returncode == 1
+    assert (
+        "paused at step Analysis: resume it first (kubectl lockstep resume web), then promote"
+        in refused.stderr
+    )
+    assert "lockstep.dev/request" not in annotations(web)
+
+    web.plugin("resume", APP)
+    promoted = web.plugin("promote", APP).stdout
+    assert "promote skips the rest of the analysis" in promoted
+    assert "the operator answered: promoting from step Analysis" in promoted
+    web.wait_for_phase("Ready", release="v2")
+    assert web.outcome() == PROMOTED
+
+
+def test_not_found_names_the_namespace(web: WebApp) -> None:
+    missing = web.plugin("status", "nosuch", check=False)
+    assert missing.returncode == 1
+    assert f'featurerelease "nosuch" not found in namespace "{web.namespace}"' in missing.stderr

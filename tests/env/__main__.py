@@ -1,66 +1,51 @@
-"""`python -m tests.env up DIR`: run the local test environment until interrupted.
+"""`python -m tests.env COMMAND [DIR]`: the local environment from the command line.
 
-Starts the control plane, PostgreSQL and Prometheus, writes DIR/env.json (kubeconfig path,
-database URL, Prometheus URL) and waits; Ctrl-C or SIGTERM stops every process it started.
+- `up [DIR]`: start the environment in the background and return once it is ready; print
+  what to export and where everything is (`make up`). `up --foreground DIR` runs it in this
+  terminal until Ctrl-C instead.
+- `down [DIR]`: stop everything `up` started there and remove the directory (`make down`).
+- `env [DIR]`: print the export lines, for `eval "$(python -m tests.env env)"` (`make env`).
+- `build`: build (or find in the cache) the control-plane binaries; print their directory.
+
+DIR defaults to $LOCKSTEP_ENV, else /tmp/lockstep-env. See tests/env/environment.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import signal
+import os
 import sys
-import threading
 from pathlib import Path
 
-from .cluster import Cluster
-from .postgres import PostgresServer
-from .processes import reap_strays
-from .prometheus import PrometheusServer
+from .environment import DEFAULT_DIR, down, env, supervise, up
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.env")
-    parser.add_argument("command", choices=["up", "build"])
-    parser.add_argument("dir", nargs="?", type=Path, default=Path("/tmp/lockstep-env"))
-    args = parser.parse_args(argv)
+    parser = argparse.ArgumentParser(prog="python -m tests.env", description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "env", "build"])
+    parser.add_argument(
+        "dir",
+        nargs="?",
+        type=Path,
+        default=Path(os.environ.get("LOCKSTEP_ENV") or DEFAULT_DIR),
+        help="the environment's directory (default: $LOCKSTEP_ENV, else %(default)s)",
+    )
+    parser.add_argument(
+        "--foreground",
+        action="store_true",
+        help="up: run the environment in this process until interrupted",
+    )
+    args = parser.parse_intermixed_args(argv)
     if args.command == "build":
         from .cluster import build_controlplane
 
         print(build_controlplane())
         return 0
-
-    reap_strays()
-    base: Path = args.dir
-    base.mkdir(parents=True, exist_ok=True)
-    base.chmod(0o755)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-
-    cluster = Cluster(base / "cluster")
-    postgres = PostgresServer(base / "postgres")
-    prometheus = PrometheusServer(base / "prometheus")
-    try:
-        cluster.start()
-        postgres.start()
-        prometheus.start()
-        env = {
-            "kubeconfig": str(cluster.kubeconfig),
-            "kubectl": str(cluster.bin_dir / "kubectl"),
-            "helm": str(cluster.bin_dir / "helm"),
-            "databaseUrl": postgres.url(),
-            "prometheusUrl": prometheus.url,
-            "prometheusTargets": str(prometheus.targets_file),
-        }
-        (base / "env.json").write_text(json.dumps(env, indent=2))
-        print(f"environment ready: {base / 'env.json'}", flush=True)
-        stop.wait()
-    finally:
-        prometheus.stop()
-        postgres.stop()
-        cluster.stop()
-    return 0
+    if args.command == "up":
+        return supervise(args.dir) if args.foreground else up(args.dir)
+    if args.command == "down":
+        return down(args.dir)
+    return env(args.dir)
 
 
 if __name__ == "__main__":

@@ -40,9 +40,9 @@ def install_rbac(cluster: Cluster) -> None:
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
 
 
-def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
+def service_account_kubeconfig(cluster: Cluster, path: Path, duration: str = "24h") -> Path:
     token = cluster.kubectl(
-        "create", "token", SERVICE_ACCOUNT, "-n", OPERATOR_NAMESPACE, "--duration=24h"
+        "create", "token", SERVICE_ACCOUNT, "-n", OPERATOR_NAMESPACE, f"--duration={duration}"
     ).stdout.strip()
     return cluster.kubeconfig_for_token(token, path, namespace=OPERATOR_NAMESPACE)
 

@@ -24,12 +24,15 @@ def prometheus_binary() -> Path:
 
 
 class PrometheusServer:
-    """Prometheus with a file-based target list that tests edit (`set_targets`)."""
+    """Prometheus with a file-based target list that tests edit (`set_targets`); it also
+    scrapes the targets of every `targets/*.json` file (Prometheus' file_sd format), which a
+    user of the environment writes."""
 
     def __init__(self, base_dir: Path) -> None:
         self.base_dir = base_dir
         self.port = free_port()
         self.targets_file = base_dir / "targets.json"
+        self.targets_dir = base_dir / "targets"
         self.process: Process | None = None
         self._targets: dict[str, list[str]] = {}
 
@@ -39,6 +42,7 @@ class PrometheusServer:
 
     def start(self) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.targets_dir.mkdir(exist_ok=True)
         if not self.targets_file.exists():
             self._write_targets()
         config = {
@@ -49,7 +53,10 @@ class PrometheusServer:
                     "scrape_interval": SCRAPE_INTERVAL,
                     "scrape_timeout": SCRAPE_INTERVAL,
                     "file_sd_configs": [
-                        {"files": [str(self.targets_file)], "refresh_interval": "1s"}
+                        {
+                            "files": [str(self.targets_file), str(self.targets_dir / "*.json")],
+                            "refresh_interval": "1s",
+                        }
                     ],
                 }
             ],
