@@ -64,6 +64,16 @@ def condition(status: dict[str, Any], kind: str) -> str:
     return "-"
 
 
+def colours(status: dict[str, Any]) -> str:
+    """Which colour serves, which is stable, and which runs the release in flight (if any)."""
+    active = status.get("activeColor") or "-"
+    stable = (status.get("stable") or {}).get("color") or active
+    new = status.get("previewColor")
+    in_flight = status.get("step") not in (None, "Done") and new and new != stable
+    text = f"active {active}, stable {stable}"
+    return text + (f", new {new}" if in_flight else "")
+
+
 def render_status(obj: dict[str, Any], now: datetime | None = None) -> str:
     """The readable summary of a FeatureRelease."""
     meta, spec, status = obj["metadata"], obj.get("spec", {}), obj.get("status") or {}
@@ -77,8 +87,7 @@ def render_status(obj: dict[str, Any], now: datetime | None = None) -> str:
         f"(revision {status.get('updatedRevision', '-')})",
         f"Stable:      {status.get('stableRelease') or '-'} "
         f"(revision {status.get('stableRevision', '-')})",
-        f"Colours:     active {status.get('activeColor', '-')}, "
-        f"new {status.get('previewColor', '-')}",
+        f"Colours:     {colours(status)}",
         f"Service:     {spec.get('service', '-')}"
         + (f", preview {spec['previewService']}" if spec.get("previewService") else ""),
     ]

@@ -40,7 +40,7 @@ def test_promote_switches_a_release_that_waits_for_promotion(web: WebApp) -> Non
     shown = web.plugin("status", APP).stdout
     assert "Phase:       Paused" in shown
     assert "Step:        AwaitPromotion" in shown
-    assert "Colours:     active blue, new green" in shown
+    assert "Colours:     active blue, stable blue, new green" in shown
     assert f"kubectl lockstep promote {APP}" in shown
 
     answer = web.plugin("promote", APP).stdout
@@ -70,7 +70,7 @@ def test_abort_during_a_long_analysis_rolls_back_to_blue(web: WebApp) -> None:
     shown = web.plugin("status", APP).stdout
     assert "Phase:       Progressing" in shown
     assert "Step:        Analysis" in shown
-    assert "Colours:     active green, new green" in shown
+    assert "Colours:     active green, stable blue, new green" in shown
     assert "successful" in shown
     table = shown[shown.index("METRIC") :].splitlines()
     assert table[0].split() == ["METRIC", "PHASE", "VALUE", "AGE", "MESSAGE"]
