@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -75,6 +75,8 @@ class BackupResult:
     path: str
     size_bytes: int
     sha256: str
+    # How long the dump (or restore) took, in whole seconds; not part of what the result is.
+    seconds: int | None = field(default=None, compare=False)
 
 
 # ------------------------------------------------------------------------------- names
@@ -135,6 +137,7 @@ _PRELUDE = r"""
 set -u
 set -f
 umask 077
+started=$(date +%s)
 
 # Prints stdin with the database URL, its password and any other URL password masked.
 mask() {
@@ -199,8 +202,10 @@ measure() {
   [ -n "$size" ] && [ -n "$sum" ]
 }
 
+# The result, with how long the Job's work took in whole seconds.
 result() {
-  printf '{"path":"%s","sizeBytes":%s,"sha256":"%s"}\n' "$1" "$2" "$3" > "$TERMINATION_LOG"
+  printf '{"path":"%s","sizeBytes":%s,"sha256":"%s","seconds":%s}\n' "$1" "$2" "$3" \
+    "$(($(date +%s) - started))" > "$TERMINATION_LOG"
 }
 """
 
@@ -568,7 +573,10 @@ def parse_result(termination_message: str) -> BackupResult:
         raise BackupError(f"the Job's result has no valid sizeBytes: {_echo(text)}")
     if not isinstance(sha256, str) or not _SHA256.match(sha256):
         raise BackupError(f"the Job's result has no valid sha256: {_echo(text)}")
-    return BackupResult(path=path, size_bytes=size, sha256=sha256)
+    seconds = data.get("seconds")
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
+        seconds = None
+    return BackupResult(path=path, size_bytes=size, sha256=sha256, seconds=seconds)
 
 
 def termination_message(pod: dict[str, Any], container: str) -> str | None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from . import metrics
 from .api.base import Condition, now, timestamp
 from .conditions import Health, conditions_for
 from .kube import Kube, ObjectRef
@@ -53,6 +54,7 @@ class Snapshot:
 
 def write_status(kube: Kube, obj: Snapshot, status: dict[str, Any]) -> None:
     """Merge-patch the status if it changed; keys no longer set are removed explicitly."""
+    metrics.observed(obj.kind, obj.namespace, obj.name, status)
     if status == obj.status:
         return
     patch: dict[str, Any] = {key: None for key in obj.status if key not in status}

@@ -21,7 +21,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from . import GROUP, VERSION
+from . import GROUP, VERSION, metrics
 from .api.base import now as utcnow
 from .kube import Kube, load_api_client
 from .migrations import reconcile as migration_reconcile
@@ -98,10 +98,12 @@ async def reconcile_forever(
                 delay = await one_pass()
             except Exception:
                 log.exception("Reconciling %s %s/%s failed", kind, namespace, name)
+                metrics.reconcile_failed(kind)
                 delay = 5.0
             await wakers.sleep(kind, namespace, name, delay, stopped)
     finally:
         wakers.forget(kind, namespace, name)
+        metrics.forget(kind, namespace, name)
 
 
 # ---------------------------------------------------------------------------- startup

@@ -354,6 +354,7 @@ class Reconciliation:
             raise Stop(2)
         message = self.kube.job_termination_message(self.obj.namespace, name) or ""
         if job.phase == "Failed":
+            metrics.backup_finished(self.obj.namespace, self.obj.name, name, None, None)
             reason = message or job.message
             raise self.stall(
                 "BackupFailed",
@@ -376,6 +377,9 @@ class Reconciliation:
             completed_at=timestamp(utcnow()),
         )
         self.st.backups = [*self.st.backups, record][-backup.retention :]
+        metrics.backup_finished(
+            self.obj.namespace, self.obj.name, name, result.size_bytes, result.seconds
+        )
         self.event(
             "Normal",
             "BackupCompleted",
@@ -448,8 +452,7 @@ class Reconciliation:
             )
             for r in result.results
         ]
-        for r in result.results:
-            metrics.MIGRATIONS_APPLIED.labels(r.direction).inc()
+        metrics.migrations_applied(result.results)
         self.st.applied = [*self.st.applied, *records][-APPLIED_KEPT:]
         self.st.last_error = None
         return 0.2  # look again at once: contract may be next, or Ready
@@ -593,7 +596,7 @@ def reconcile(kube: Kube, obj: Snapshot, world: MigrationWorld) -> tuple[dict[st
         try:
             spec = DatabaseMigration.model_validate({"spec": obj.spec}).spec
         except ValidationError as exc:
-            metrics.RECONCILES.labels("DatabaseMigration", "invalid").inc()
+            metrics.reconciled("DatabaseMigration", "invalid")
             return mark_invalid(kube, obj, exc), 60.0
         run = Reconciliation(kube, obj, world, spec)
         try:
@@ -601,5 +604,5 @@ def reconcile(kube: Kube, obj: Snapshot, world: MigrationWorld) -> tuple[dict[st
         except Stop as stop:
             delay = stop.delay
         status = run.write()
-        metrics.RECONCILES.labels("DatabaseMigration", run.st.phase or "none").inc()
+        metrics.reconciled("DatabaseMigration", "ok")
         return status, delay

@@ -61,7 +61,7 @@ def reconcile(kube: Kube, obj: Snapshot, world: World) -> tuple[dict[str, Any], 
         try:
             release = FeatureRelease.model_validate({"spec": obj.spec, "status": obj.status})
         except ValidationError as exc:
-            metrics.RECONCILES.labels("FeatureRelease", "invalid").inc()
+            metrics.reconciled("FeatureRelease", "invalid")
             return mark_invalid(kube, obj, exc), 60.0
         decision = decide(
             release,
@@ -75,7 +75,7 @@ def reconcile(kube: Kube, obj: Snapshot, world: World) -> tuple[dict[str, Any], 
         failed = perform(kube, obj, release, decision)
         status = decision.status.wire()
         write_status(kube, obj, status)
-        metrics.RECONCILES.labels("FeatureRelease", "error" if failed else "ok").inc()
+        metrics.reconciled("FeatureRelease", "error" if failed else "ok")
         return status, (2.0 if failed else decision.requeue)
 
 
@@ -86,8 +86,7 @@ def perform(kube: Kube, obj: Snapshot, release: FeatureRelease, decision: Decisi
         try:
             if isinstance(action, Emit):
                 kube.event(obj.ref, action.type, action.reason, action.message)
-                if action.reason == "RolledBack":
-                    metrics.ROLLBACKS.inc()
+                metrics.release_event(obj.namespace, obj.name, action.reason, decision.status)
             elif isinstance(action, ApplyColor):
                 kube.apply(
                     builders.color_deployment(
@@ -186,8 +185,7 @@ def measure_round(release: FeatureRelease, obj: Snapshot, measure: Measure) -> l
             value = query_value(analysis.prometheus.address, query, timeout)
         except PrometheusError as exc:
             results.append(QueryResult(metric.name, error=str(exc)))
-            metrics.MEASUREMENTS.labels("Error").inc()
             continue
         results.append(QueryResult(metric.name, value=value))
-        metrics.MEASUREMENTS.labels("Value" if value is not None else "NoData").inc()
+    metrics.measured(obj.namespace, obj.name, results)
     return results
