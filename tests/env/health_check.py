@@ -1,9 +1,9 @@
 """What Flux, kubectl and Argo CD make of lockstep's objects, asked of their own libraries.
 
 `tests/env/gitops` is a small Go program built from the Go module proxy (cached like the control
-plane): kstatus (`sigs.k8s.io/cli-utils`, `status.Compute`) and Argo CD's Lua health engine
-(`github.com/yuin/gopher-lua`, the object passed as Argo CD passes it). This module builds and
-runs it, and reads the documented mapping from docs/gitops.md: one row per case, naming the
+plane): kstatus (`sigs.k8s.io/cli-utils`, `status.Compute`), Argo CD's Lua health engine
+(`github.com/yuin/gopher-lua`, the object passed as Argo CD passes it) and the check of
+`kubectl wait --for=condition=Ready`. This module builds and runs it, and reads the documented mapping from docs/gitops.md: one row per case, naming the
 object captured from the end-to-end tests (gitops/argocd/testdata) and what each tool reads.
 """
 
@@ -37,7 +37,7 @@ class Verdicts:
     kstatus_message: str
     argocd: str
     argocd_message: str
-    ready: bool  # what `kubectl wait --for=condition=Ready` sees
+    ready: bool  # `kubectl wait --for=condition=Ready` returns (else it waits)
 
     @property
     def waits(self) -> str:
@@ -51,11 +51,6 @@ def build() -> Path:
     if result.returncode != 0:
         raise RuntimeError(f"building the health checker failed:\n{result.stderr[-4000:]}")
     return Path(result.stdout.strip().splitlines()[-1])
-
-
-def _ready(obj: dict[str, Any]) -> bool:
-    conditions = (obj.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 def check(objects: list[dict[str, Any]], script: str | None = None) -> list[Verdicts]:
@@ -82,7 +77,7 @@ def check(objects: list[dict[str, Any]], script: str | None = None) -> list[Verd
                 kstatus_message=answer["kstatus"]["message"],
                 argocd=answer["argocd"]["status"],
                 argocd_message=answer["argocd"]["message"],
-                ready=_ready(obj),
+                ready=answer["kubectlWaitReady"],
             )
         )
     return verdicts

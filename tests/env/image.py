@@ -33,6 +33,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from .processes import Process
 
@@ -172,6 +173,20 @@ def fill_wheelhouse(wheelhouse: Path) -> None:
     )  # fmt: skip
 
 
+class ImageFacts(TypedDict):
+    """What the build recorded: the image's config and its sizes."""
+
+    tag: str
+    user: str
+    entrypoint: list[str]
+    cmd: list[str]
+    env: list[str]
+    size_bytes: int  # the root filesystem, uncompressed
+    compressed_bytes: int  # the OCI archive (gzip layers), what a registry stores
+    base_size_bytes: int
+    build_seconds: float
+
+
 @dataclass(frozen=True)
 class BuiltImage:
     """A built image in the cache: its filesystem, its OCI archive and what it measured."""
@@ -187,8 +202,8 @@ class BuiltImage:
         return self.directory / "lockstep-operator.oci.tar"
 
     @property
-    def facts(self) -> dict[str, object]:
-        facts: dict[str, object] = json.loads((self.directory / "image.json").read_text())
+    def facts(self) -> ImageFacts:
+        facts: ImageFacts = json.loads((self.directory / "image.json").read_text())
         return facts
 
 
@@ -196,6 +211,7 @@ def build_image() -> BuiltImage:
     """The image for the current sources, from the cache or built now."""
     image = BuiltImage(cache_root() / f"image-{image_key()}")
     if (image.directory / ".complete").exists():
+        (image.directory / ".complete").touch()  # used now: not pruned
         return image
     base = debian_base()
     with _locked("image"):
@@ -209,7 +225,19 @@ def build_image() -> BuiltImage:
         (partial / ".complete").touch()
         shutil.rmtree(image.directory, ignore_errors=True)
         partial.rename(image.directory)
+        _prune(keep=image.directory)
     return image
+
+
+def _prune(keep: Path, unused_for: float = 2 * 86400) -> None:
+    """Images of older sources (about 400 MB each) go once unused for two days; a checkout
+    with other sources may still be using a younger one."""
+    for directory in cache_root().glob("image-*"):
+        marker = directory / ".complete"
+        if directory == keep or not marker.exists():
+            continue
+        if time.time() - marker.stat().st_mtime > unused_for:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _build(scratch: Path, base: Path, out: BuiltImage) -> None:
@@ -254,7 +282,7 @@ def _build(scratch: Path, base: Path, out: BuiltImage) -> None:
     (out.rootfs / SERVICE_ACCOUNT_DIR.lstrip("/").replace("var/run", "run", 1)).mkdir(
         parents=True, exist_ok=True
     )
-    facts = {
+    facts: ImageFacts = {
         "tag": TAG,
         "user": config.get("User"),
         "entrypoint": config.get("Entrypoint"),
@@ -320,7 +348,7 @@ def sandbox_argv(
 
 def image_env(image: BuiltImage, extra: dict[str, str]) -> dict[str, str]:
     """The environment of the image's config (ENV), plus what the kubelet adds."""
-    env = dict(str(item).split("=", 1) for item in image.facts["env"])  # type: ignore[attr-defined]
+    env = dict(item.split("=", 1) for item in image.facts["env"])
     return {"HOSTNAME": "lockstep-0", **env, **extra}
 
 
@@ -363,9 +391,11 @@ class ImagePod:
         self.env = env or {}
         self.process: Process | None = None
 
-    def argv(self, args: list[str] | None = None) -> list[str]:
+    def argv(self, args: list[str] | None = None, command: list[str] | None = None) -> list[str]:
+        """`command` replaces the image's entrypoint and `args` its cmd, as in a pod spec."""
         facts = self.image.facts
-        command = [*facts["entrypoint"], *(args if args is not None else facts["cmd"])]  # type: ignore[misc]
+        entrypoint = command if command is not None else facts["entrypoint"]
+        cmd = args if args is not None else facts["cmd"]
         environment = image_env(
             self.image,
             {
@@ -375,18 +405,33 @@ class ImagePod:
             },
         )
         return sandbox_argv(
-            self.image.rootfs, self.account.write(), str(facts["user"]), environment, command
+            self.image.rootfs,
+            self.account.write(),
+            facts["user"],
+            environment,
+            [*entrypoint, *cmd],
         )
 
     def start(self, args: list[str], name: str = "operator-from-image") -> Process:
         self.process = Process(name, self.argv(args), self.log_dir)
         return self.process
 
-    def run(self, args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """Run a one-off command in the pod's sandbox; `args` replace the image's command."""
+    def run(
+        self, args: list[str], command: list[str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a one-off container in the pod's sandbox (a fresh one, like a restart)."""
         return subprocess.run(
-            self.argv(args), capture_output=True, text=True, timeout=timeout, check=False
+            self.argv(args, command), capture_output=True, text=True, timeout=timeout, check=False
         )
+
+    def container_pid(self) -> int:
+        """The PID (on this machine) of the started container's main process."""
+        assert self.process is not None
+        sandbox = self.process.popen.pid  # env execs unshare, which forks the container
+        children = Path(f"/proc/{sandbox}/task/{sandbox}/children").read_text().split()
+        if len(children) != 1:
+            raise RuntimeError(f"the sandbox has {len(children)} children, not one")
+        return int(children[0])
 
     def stop(self) -> None:
         if self.process is not None:

@@ -61,7 +61,7 @@ def test_an_unobserved_generation_is_in_progress_whatever_the_conditions_say() -
     obj = release_with(Health.READY, "Released", "Ready")
     obj["metadata"]["generation"] = 4
     (verdict,) = check([obj])
-    assert (verdict.kstatus, verdict.argocd) == ("InProgress", "Progressing")
+    assert (verdict.kstatus, verdict.argocd, verdict.ready) == ("InProgress", "Progressing", False)
     assert verdict.kstatus_message == "FeatureRelease generation is 4, but latest observed " + (
         "generation is 3"
     )

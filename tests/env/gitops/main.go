@@ -5,11 +5,15 @@
 //     `kubectl wait`-style tooling use for custom resources;
 //   - Argo CD: its Lua health script for the object's group and kind, run with
 //     github.com/yuin/gopher-lua exactly as Argo CD's util/lua runs a script from argocd-cm (the
-//     same libraries, the object converted the same way, the result validated the same way).
+//     same libraries, the object converted the same way, the result validated the same way);
+//   - `kubectl wait --for=condition=Ready`: the check of k8s.io/kubectl pkg/cmd/wait
+//     (ConditionalWait.checkCondition, v0.36), which also ignores a condition whose
+//     observedGeneration is older than the object's generation.
 //
 // Input (stdin, JSON): {"scripts": {"<group>/<Kind>": "<lua>"}, "useOpenLibs": false,
 // "objects": [<object>, ...]}. Output (stdout, JSON): one result per object, in order:
-// {"kstatus": {"status", "message"}, "argocd": {"status", "message"}, "errors": [...]}.
+// {"kstatus": {"status", "message"}, "argocd": {"status", "message"}, "kubectlWaitReady": bool,
+// "errors": [...]}.
 package main
 
 import (
@@ -19,6 +23,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"strings"
 
 	lua "github.com/yuin/gopher-lua"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -38,9 +43,10 @@ type verdict struct {
 }
 
 type result struct {
-	Kstatus *verdict `json:"kstatus"`
-	ArgoCD  *verdict `json:"argocd"`
-	Errors  []string `json:"errors"`
+	Kstatus          *verdict `json:"kstatus"`
+	ArgoCD           *verdict `json:"argocd"`
+	KubectlWaitReady bool     `json:"kubectlWaitReady"`
+	Errors           []string `json:"errors"`
 }
 
 // healthStatus is Argo CD's health.HealthStatus (gitops-engine pkg/health).
@@ -94,6 +100,7 @@ func check(raw json.RawMessage, scripts map[string]string, useOpenLibs bool) res
 	} else {
 		res.Kstatus = &verdict{Status: computed.Status.String(), Message: computed.Message}
 	}
+	res.KubectlWaitReady = conditionMet(obj, "Ready", "True")
 	key := configMapKey(obj)
 	script, found := scripts[key]
 	if !found {
@@ -204,4 +211,44 @@ func decodeValue(l *lua.LState, value any) lua.LValue {
 		return lua.LNil
 	}
 	return lua.LNil
+}
+
+// conditionMet is kubectl wait's ConditionalWait.checkCondition for --for=condition=NAME=STATUS.
+func conditionMet(obj *unstructured.Unstructured, name, want string) bool {
+	conditions, found, err := unstructured.NestedSlice(obj.Object, "status", "conditions")
+	if err != nil || !found {
+		return false
+	}
+	for _, uncast := range conditions {
+		condition, ok := uncast.(map[string]any)
+		if !ok {
+			continue
+		}
+		kind, found, err := unstructured.NestedString(condition, "type")
+		if !found || err != nil || !strings.EqualFold(kind, name) {
+			continue
+		}
+		status, found, err := unstructured.NestedString(condition, "status")
+		if !found || err != nil {
+			continue
+		}
+		generation, found, _ := unstructured.NestedInt64(obj.Object, "metadata", "generation")
+		if found {
+			observed, found := observedGeneration(obj, condition)
+			if found && observed < generation {
+				return false
+			}
+		}
+		return strings.EqualFold(status, want)
+	}
+	return false
+}
+
+// observedGeneration is kubectl wait's getObservedGeneration: the condition's, else the status's.
+func observedGeneration(obj *unstructured.Unstructured, condition map[string]any) (int64, bool) {
+	if observed, found, _ := unstructured.NestedInt64(condition, "observedGeneration"); found {
+		return observed, true
+	}
+	observed, found, _ := unstructured.NestedInt64(obj.Object, "status", "observedGeneration")
+	return observed, found
 }
