@@ -3,8 +3,9 @@
 `tests/env/gitops` is a small Go program built from the Go module proxy (cached like the control
 plane): kstatus (`sigs.k8s.io/cli-utils`, `status.Compute`), Argo CD's Lua health engine
 (`github.com/yuin/gopher-lua`, the object passed as Argo CD passes it) and the check of
-`kubectl wait --for=condition=Ready`. This module builds and runs it, and reads the documented mapping from docs/gitops.md: one row per case, naming the
-object captured from the end-to-end tests (gitops/argocd/testdata) and what each tool reads.
+`kubectl wait --for=condition=Ready`. This module builds and runs it, and reads the documented
+mapping from docs/gitops.md: one row per case, naming the object captured from the end-to-end
+tests (gitops/argocd/testdata) and what each tool reads.
 """
 
 from __future__ import annotations
