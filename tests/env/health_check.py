@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = Path(__file__).resolve().parent / "gitops" / "build.sh"
 ARGOCD = REPO / "gitops" / "argocd"
 HEALTH_SCRIPT = ARGOCD / "health.lua"
+FLUX_KUSTOMIZATION = REPO / "gitops" / "flux" / "kustomization.yaml"
 FIXTURES = ARGOCD / "testdata"
 DOCS = REPO / "docs" / "gitops.md"
 KINDS = ("lockstep.dev/FeatureRelease", "lockstep.dev/DatabaseMigration")
@@ -39,10 +40,15 @@ class Verdicts:
     argocd: str
     argocd_message: str
     ready: bool  # `kubectl wait --for=condition=Ready` returns (else it waits)
+    flux: str  # Flux with the healthCheckExprs of gitops/flux/kustomization.yaml
 
     @property
     def waits(self) -> str:
         return "returns" if self.ready else "waits"
+
+    def observed(self) -> tuple[str, str, str, str]:
+        """In the order of a documented case's `expected()`."""
+        return self.kstatus, self.flux, self.argocd, self.waits
 
 
 def build() -> Path:
@@ -54,10 +60,27 @@ def build() -> Path:
     return Path(result.stdout.strip().splitlines()[-1])
 
 
+def flux_health_check_exprs() -> dict[str, dict[str, str]]:
+    """The healthCheckExprs of the Flux example, by "<group>/<Kind>"."""
+    spec = yaml.safe_load(FLUX_KUSTOMIZATION.read_text())["spec"]
+    found = {}
+    for entry in spec["healthCheckExprs"]:
+        group = entry["apiVersion"].split("/")[0]
+        exprs = {k: v for k, v in entry.items() if k in ("current", "failed", "inProgress")}
+        found[f"{group}/{entry['kind']}"] = exprs
+    return found
+
+
 def check(objects: list[dict[str, Any]], script: str | None = None) -> list[Verdicts]:
-    """kstatus, Argo CD (with `script`, default gitops/argocd/health.lua) and Ready, per object."""
+    """kstatus, Argo CD (with `script`, default gitops/argocd/health.lua), kubectl wait and
+    Flux with the example's healthCheckExprs (kstatus where it has none), per object."""
     lua = script if script is not None else HEALTH_SCRIPT.read_text()
-    request = {"scripts": dict.fromkeys(KINDS, lua), "useOpenLibs": False, "objects": objects}
+    request = {
+        "scripts": dict.fromkeys(KINDS, lua),
+        "useOpenLibs": False,
+        "healthCheckExprs": flux_health_check_exprs(),
+        "objects": objects,
+    }
     result = subprocess.run(
         [str(build())],
         input=json.dumps(request),
@@ -79,6 +102,7 @@ def check(objects: list[dict[str, Any]], script: str | None = None) -> list[Verd
                 argocd=answer["argocd"]["status"],
                 argocd_message=answer["argocd"]["message"],
                 ready=answer["kubectlWaitReady"],
+                flux=(answer["flux"] or answer["kstatus"])["status"],
             )
         )
     return verdicts
@@ -95,8 +119,12 @@ class Case:
     case: str
     fixture: str
     kstatus: str
+    flux: str  # with the healthCheckExprs of gitops/flux/kustomization.yaml
     argocd: str
     kubectl_wait: str  # "returns" or "waits"
+
+    def expected(self) -> tuple[str, str, str, str]:
+        return self.kstatus, self.flux, self.argocd, self.kubectl_wait
 
     @property
     def path(self) -> Path:
@@ -116,7 +144,7 @@ def documented_cases() -> list[Case]:
     cases = []
     for line in match.group(1).splitlines():
         cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
-        if len(cells) != 6 or cells[0] in ("object", "") or set(cells[0]) <= {"-"}:
+        if len(cells) != 7 or cells[0] in ("object", "") or set(cells[0]) <= {"-"}:
             continue
         cases.append(Case(*cells))
     return cases

@@ -12,16 +12,27 @@ from lockstep.conditions import RETRIED_REASONS, Health, conditions_for, effecti
 
 AT = "2026-01-01T00:00:00Z"
 
-# health, reason, phase the reconcilers write -> (kstatus, Argo CD, Ready)
+# health, reason, phase the reconcilers write -> (kstatus, Argo CD, kubectl wait Ready, Flux with
+# the healthCheckExprs of gitops/flux for a FeatureRelease)
 MAPPING = [
-    (Health.READY, "Released", "Ready", ("Current", "Healthy", True)),
-    (Health.PLANNED, "DryRun", "DryRun", ("Current", "Healthy", True)),
-    (Health.PROGRESSING, "Progressing", "Progressing", ("InProgress", "Progressing", False)),
-    (Health.PAUSED, "AwaitingPromotion", "Paused", ("InProgress", "Suspended", False)),
-    (Health.PAUSED, "Paused", "Paused", ("InProgress", "Suspended", False)),
-    (Health.RETRYING, "DatabaseUnreachable", "Failed", ("InProgress", "Degraded", False)),
-    (Health.STALLED, "LintFailed", "Failed", ("Failed", "Degraded", False)),
-    (Health.DEGRADED, "RolledBack", "RolledBack", ("Failed", "Degraded", False)),
+    (Health.READY, "Released", "Ready", ("Current", "Healthy", True, "Current")),
+    (Health.PLANNED, "DryRun", "DryRun", ("Current", "Healthy", True, "Current")),
+    (
+        Health.PROGRESSING,
+        "Progressing",
+        "Progressing",
+        ("InProgress", "Progressing", False, "InProgress"),
+    ),
+    (Health.PAUSED, "AwaitingPromotion", "Paused", ("InProgress", "Suspended", False, "Current")),
+    (Health.PAUSED, "Paused", "Paused", ("InProgress", "Suspended", False, "Current")),
+    (
+        Health.RETRYING,
+        "DatabaseUnreachable",
+        "Failed",
+        ("InProgress", "Degraded", False, "InProgress"),
+    ),
+    (Health.STALLED, "LintFailed", "Failed", ("Failed", "Degraded", False, "Failed")),
+    (Health.DEGRADED, "RolledBack", "RolledBack", ("Failed", "Degraded", False, "Failed")),
 ]
 
 
@@ -46,15 +57,17 @@ def release_with(health: Health, reason: str, phase: str, generation: int = 3) -
     MAPPING,
     ids=[f"{h.value}-{r}" for h, r, _, _ in MAPPING],
 )
-def test_each_health_reads_as_documented_in_kstatus_argo_cd_and_kubectl_wait(
-    health: Health, reason: str, phase: str, expected: tuple[str, str, bool]
+def test_each_health_reads_as_documented_in_kstatus_argo_cd_kubectl_wait_and_flux(
+    health: Health, reason: str, phase: str, expected: tuple[str, str, bool, str]
 ) -> None:
-    for kind in ("FeatureRelease", "DatabaseMigration"):
-        obj = release_with(health, reason, phase)
-        obj["kind"] = kind
-        (verdict,) = check([obj])
-        assert (verdict.kstatus, verdict.argocd, verdict.ready) == expected, kind
+    release, migration = release_with(health, reason, phase), release_with(health, reason, phase)
+    migration["kind"] = "DatabaseMigration"
+    for obj, verdict in zip((release, migration), check([release, migration]), strict=True):
+        kstatus, argocd, ready, flux = expected
+        assert (verdict.kstatus, verdict.argocd, verdict.ready) == (kstatus, argocd, ready)
         assert verdict.argocd_message == f"{reason} message"
+        # healthCheckExprs are given for releases only; a migration reads as kstatus says
+        assert verdict.flux == (flux if obj["kind"] == "FeatureRelease" else kstatus)
 
 
 def test_an_unobserved_generation_is_in_progress_whatever_the_conditions_say() -> None:

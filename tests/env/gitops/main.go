@@ -8,12 +8,14 @@
 //     same libraries, the object converted the same way, the result validated the same way);
 //   - `kubectl wait --for=condition=Ready`: the check of k8s.io/kubectl pkg/cmd/wait
 //     (ConditionalWait.checkCondition, v0.36), which also ignores a condition whose
-//     observedGeneration is older than the object's generation.
+//     observedGeneration is older than the object's generation;
+//   - Flux with a Kustomization's `healthCheckExprs` for the kind (flux.go), when given.
 //
 // Input (stdin, JSON): {"scripts": {"<group>/<Kind>": "<lua>"}, "useOpenLibs": false,
+// "healthCheckExprs": {"<group>/<Kind>": {"current", "failed", "inProgress"}},
 // "objects": [<object>, ...]}. Output (stdout, JSON): one result per object, in order:
 // {"kstatus": {"status", "message"}, "argocd": {"status", "message"}, "kubectlWaitReady": bool,
-// "errors": [...]}.
+// "flux": {"status", "message"} or null, "errors": [...]}.
 package main
 
 import (
@@ -25,6 +27,7 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/fluxcd/pkg/apis/kustomize"
 	lua "github.com/yuin/gopher-lua"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	luajson "layeh.com/gopher-json"
@@ -32,9 +35,10 @@ import (
 )
 
 type request struct {
-	Scripts     map[string]string `json:"scripts"`
-	UseOpenLibs bool              `json:"useOpenLibs"`
-	Objects     []json.RawMessage `json:"objects"`
+	Scripts          map[string]string                           `json:"scripts"`
+	UseOpenLibs      bool                                        `json:"useOpenLibs"`
+	HealthCheckExprs map[string]kustomize.HealthCheckExpressions `json:"healthCheckExprs"`
+	Objects          []json.RawMessage                           `json:"objects"`
 }
 
 type verdict struct {
@@ -46,6 +50,7 @@ type result struct {
 	Kstatus          *verdict `json:"kstatus"`
 	ArgoCD           *verdict `json:"argocd"`
 	KubectlWaitReady bool     `json:"kubectlWaitReady"`
+	Flux             *verdict `json:"flux"`
 	Errors           []string `json:"errors"`
 }
 
@@ -71,7 +76,7 @@ func main() {
 	}
 	results := make([]result, 0, len(req.Objects))
 	for _, raw := range req.Objects {
-		results = append(results, check(raw, req.Scripts, req.UseOpenLibs))
+		results = append(results, check(raw, req))
 	}
 	out := json.NewEncoder(os.Stdout)
 	out.SetIndent("", "  ")
@@ -85,7 +90,7 @@ func fail(err error) {
 	os.Exit(2)
 }
 
-func check(raw json.RawMessage, scripts map[string]string, useOpenLibs bool) result {
+func check(raw json.RawMessage, req request) result {
 	res := result{Errors: []string{}}
 	// Decoded as the API machinery decodes objects in Argo CD's cluster cache and in kstatus
 	// callers: integers become int64, other numbers float64.
@@ -102,12 +107,19 @@ func check(raw json.RawMessage, scripts map[string]string, useOpenLibs bool) res
 	}
 	res.KubectlWaitReady = conditionMet(obj, "Ready", "True")
 	key := configMapKey(obj)
-	script, found := scripts[key]
+	if exprs, found := req.HealthCheckExprs[key]; found {
+		flux, err := fluxStatus(obj.DeepCopy(), exprs)
+		if err != nil {
+			res.Errors = append(res.Errors, "flux: "+err.Error())
+		}
+		res.Flux = flux
+	}
+	script, found := req.Scripts[key]
 	if !found {
 		res.Errors = append(res.Errors, "argocd: no health script for "+key)
 		return res
 	}
-	health, err := executeHealthLua(obj, script, useOpenLibs)
+	health, err := executeHealthLua(obj, script, req.UseOpenLibs)
 	if err != nil {
 		res.Errors = append(res.Errors, "argocd: "+err.Error())
 	} else {
