@@ -12,26 +12,29 @@
 #                       requirements.txt exported from uv.lock: an offline build
 #                       (see docs/testing.md, "The operator image")
 ARG BASE=python:3.11-slim
-ARG WHEELS=registry
 
-# -- the wheels, from the registry: uv exports the locked requirements (with hashes), pip
-#    fetches exactly those, uv builds the project's wheel
-FROM ${BASE} AS wheels-registry
+# -- the wheels: the project's and every locked dependency's, with the requirements (and their
+#    hashes) exported from uv.lock; uv only reads the lock, pip downloads and builds
+FROM ${BASE} AS wheels
+ARG WHEELS=registry
 WORKDIR /src
-RUN python3 -m venv /opt/build \
- && /opt/build/bin/pip install --no-cache-dir --disable-pip-version-check uv==0.13.9
 COPY pyproject.toml uv.lock README.md ./
 COPY operator ./operator
-RUN /opt/build/bin/uv export --frozen --no-dev --no-emit-project -o /wheelhouse/requirements.txt \
- && /opt/build/bin/pip wheel --no-cache-dir --disable-pip-version-check --no-deps \
-      --require-hashes -r /wheelhouse/requirements.txt -w /wheelhouse \
- && /opt/build/bin/uv build --wheel --out-dir /wheelhouse
-
-# -- the wheels, from the build context (built on the host, for builds without a registry)
-FROM ${BASE} AS wheels-context
-COPY wheelhouse/ /wheelhouse/
-
-FROM wheels-${WHEELS} AS wheels
+# ./wheelhouse is optional: README.md keeps the list of sources non-empty without it.
+COPY README.md wheelhouse* /wheelhouse/
+RUN set -eu; \
+    if [ "$WHEELS" = context ]; then \
+      test -f /wheelhouse/requirements.txt \
+        || { echo "WHEELS=context needs wheelhouse/requirements.txt in the context" >&2; exit 1; }; \
+    else \
+      python3 -m venv /opt/build; \
+      /opt/build/bin/pip install --no-cache-dir --disable-pip-version-check uv==0.13.9; \
+      /opt/build/bin/uv export --frozen --no-dev --no-emit-project -o /wheelhouse/requirements.txt; \
+      /opt/build/bin/pip wheel --no-cache-dir --disable-pip-version-check --no-deps \
+        --require-hashes -r /wheelhouse/requirements.txt -w /wheelhouse; \
+      /opt/build/bin/pip wheel --no-cache-dir --disable-pip-version-check --no-deps \
+        -w /wheelhouse /src; \
+    fi
 
 # -- the operator: nothing reaches the network here; every package is checked against the lock,
 #    and pip leaves with the build (the operator never installs anything)

@@ -3,7 +3,7 @@ PY := .venv/bin/python
 PYTEST := $(PY) -m pytest
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: deps controlplane test unit integration e2e lint demo bench crds clean
+.PHONY: deps controlplane test unit integration e2e lint demo bench crds image monitoring gitops-fixtures clean
 
 deps:                 ## PostgreSQL, Prometheus (Debian), uv and the locked Python environment
 	tests/env/install-deps.sh
@@ -38,6 +38,15 @@ bench: controlplane   ## the benchmarks of tests/bench (figures in docs/benchmar
 
 crds: deps            ## regenerate crds/ and helm/lockstep/crds/ from the models
 	$(PY) -m lockstep crds
+
+image: deps           ## build the operator image with buildah (cached; make test runs it too)
+	$(PY) -m tests.env.image
+
+monitoring: deps      ## copy monitoring/ (alerts, dashboard) into the chart and manifests/monitoring
+	$(PY) -m tests.env.monitoring
+
+gitops-fixtures: controlplane  ## capture the objects of docs/gitops.md again from the e2e tests
+	LOCKSTEP_UPDATE_GITOPS_FIXTURES=1 $(PYTEST) -ra tests/e2e/test_gitops_health.py
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache
