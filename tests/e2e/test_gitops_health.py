@@ -3,7 +3,7 @@ apart, read as docs/gitops.md says by kstatus, Flux's healthCheckExprs, kubectl 
 Argo CD health script (tests/env/health_check.py).
 
 With LOCKSTEP_UPDATE_GITOPS_FIXTURES=1 the objects are also written to gitops/argocd/testdata,
-where tests/unit/test_gitops_health.py checks them on every run without a cluster.
+where tests/unit/test_gitops_health_fixtures.py checks them on every run without a cluster.
 """
 
 from __future__ import annotations

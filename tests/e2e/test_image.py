@@ -72,7 +72,12 @@ def pod(
     account = ServiceAccountVolume(
         tmp_path / "serviceaccount", token, cluster.base_dir / "pki" / "ca.crt", OPERATOR_NAMESPACE
     )
-    env = {e["name"]: e["value"] for e in container["env"]}
+    # what the kubelet resolves from the downward API, for this pod
+    fields = {"metadata.name": "lockstep-0", "metadata.namespace": OPERATOR_NAMESPACE}
+    env = {
+        e["name"]: e["value"] if "value" in e else fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
+        for e in container["env"]
+    }
     env["LOCKSTEP_WORKERS"] = "8"  # the test machine is small
     log_dir = tmp_path / "logs"
     log_dir.mkdir()

@@ -306,7 +306,13 @@ def test_nothing_secret_appears_in_status_events_or_operator_logs(
     assert password
     broken_url = f"postgresql://{parts.username}:{password}@127.0.0.1:1/nowhere"
     k.apply(secret(broken_url), migration(migrations=[USERS]))
-    k.wait_for("unreachable", lambda: k.condition("dbm", "shop-db", "Stalled") == "True")
+    k.wait_for(
+        "unreachable",
+        lambda: any(
+            c["type"] == "Ready" and c["reason"] == "DatabaseUnreachable"
+            for c in k.status("dbm", "shop-db").get("conditions") or []
+        ),
+    )
     k.apply(secret(database_url))
     k("wait", "--for=condition=Ready", "dbm/shop-db", "--timeout=60s")
     seen = json.dumps(k.get("dbm", "shop-db")) + json.dumps(k.events("shop-db")) + operator.logs()
