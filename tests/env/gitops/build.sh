@@ -13,6 +13,7 @@ if [ -x "$out/health-check" ]; then
 fi
 mkdir -p "$cache_root"
 partial=$(mktemp -d "$out.XXXXXX")
+chmod 755 "$partial"
 echo "[health-check] building kstatus (sigs.k8s.io/cli-utils) and gopher-lua" >&2
 (cd "$here" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
   go build -trimpath -ldflags "-s -w" -o "$partial/health-check" .)
