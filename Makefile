@@ -6,7 +6,7 @@ export UV_PYTHON_DOWNLOADS := never
 LOCKSTEP_ENV ?= /tmp/lockstep-env
 export LOCKSTEP_ENV
 
-.PHONY: deps controlplane test unit integration e2e lint demo up down env bench crds clean fuzz coverage
+.PHONY: deps controlplane test unit integration e2e lint demo up down env bench crds image monitoring gitops-fixtures clean fuzz coverage
 
 deps:                 ## PostgreSQL, Prometheus (Debian), uv and the locked Python environment
 	tests/env/install-deps.sh
@@ -61,6 +61,15 @@ bench: controlplane   ## the benchmarks of tests/bench (figures in docs/benchmar
 
 crds: deps            ## regenerate crds/ and helm/lockstep/crds/ from the models
 	$(PY) -m lockstep crds
+
+image: deps           ## build the operator image with buildah (cached; make test runs it too)
+	$(PY) -m tests.env.image
+
+monitoring: deps      ## copy monitoring/ (alerts, dashboard) into the chart and manifests/monitoring
+	$(PY) -m tests.env.monitoring
+
+gitops-fixtures: controlplane  ## capture the objects of docs/gitops.md again from the e2e tests
+	LOCKSTEP_UPDATE_GITOPS_FIXTURES=1 $(PYTEST) -ra tests/e2e/test_gitops_health.py
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

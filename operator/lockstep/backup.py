@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -77,6 +77,8 @@ class BackupResult:
     sha256: str
     at: str | None = None
     """Backup: when the dump's snapshot was taken. Restore: when the data was replaced."""
+    # How long the dump (or restore) took, in whole seconds; not part of what the result is.
+    seconds: int | None = field(default=None, compare=False)
 
 
 # ------------------------------------------------------------------------------- names
@@ -131,6 +133,7 @@ _PRELUDE = r"""
 set -u
 set -f
 umask 077
+started=$(date +%s)
 
 # Prints stdin with the database URL, its password and any other URL password masked.
 mask() {
@@ -195,9 +198,10 @@ measure() {
   [ -n "$size" ] && [ -n "$sum" ]
 }
 
+# The result, with how long the Job's work took in whole seconds.
 result() {
-  printf '{"path":"%s","sizeBytes":%s,"sha256":"%s","at":"%s"}\n' "$1" "$2" "$3" "$4" \
-    > "$TERMINATION_LOG"
+  printf '{"path":"%s","sizeBytes":%s,"sha256":"%s","at":"%s","seconds":%s}\n' "$1" "$2" "$3" \
+    "$4" "$(($(date +%s) - started))" > "$TERMINATION_LOG"
 }
 
 # The database's clock, as RFC 3339 UTC with microseconds.
@@ -644,8 +648,15 @@ def parse_result(termination_message: str) -> BackupResult:
     if not isinstance(sha256, str) or not _SHA256.match(sha256):
         raise BackupError(f"the Job's result has no valid sha256: {_echo(text)}")
     at = data.get("at")
+    seconds = data.get("seconds")
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
+        seconds = None
     return BackupResult(
-        path=path, size_bytes=size, sha256=sha256, at=at if isinstance(at, str) and at else None
+        path=path,
+        size_bytes=size,
+        sha256=sha256,
+        at=at if isinstance(at, str) and at else None,
+        seconds=seconds,
     )
 
 

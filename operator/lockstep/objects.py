@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from . import metrics
 from .api.base import Condition, now, timestamp
 from .conditions import Health, conditions_for
 from .kube import Kube, ObjectRef
@@ -58,6 +59,7 @@ def write_status(
     (raises Conflict otherwise). Keys no longer set are removed explicitly. Unchanged, it is
     not written unless `always` (to check that the decision was taken on the current object).
     Returns the object as written, or None when nothing was written."""
+    metrics.observed(obj.kind, obj.namespace, obj.name, status)
     if status == obj.status and not always:
         return None
     patch: dict[str, Any] = {key: None for key in obj.status if key not in status}

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import kopf
 from prometheus_client import start_http_server
 
-from . import GROUP, VERSION
+from . import GROUP, VERSION, metrics
 from .api.base import now as utcnow
 from .api.protocol import RequestAck
 from .kube import Kube, load_api_client
@@ -132,10 +132,12 @@ async def reconcile_forever(
                 delay = await one_pass()
             except Exception:
                 log.exception("Reconciling %s %s/%s failed", kind, namespace, name)
+                metrics.reconcile_failed(kind)
                 delay = 5.0
             await wakers.sleep(kind, namespace, name, delay, stopped)
     finally:
         wakers.forget(kind, namespace, name)
+        metrics.forget(kind, namespace, name)
 
 
 class Latest:

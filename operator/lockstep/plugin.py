@@ -322,10 +322,8 @@ def request(
     while time.monotonic() < deadline:
         last = (api.get(namespace, name).get("status") or {}).get("lastRequest") or {}
         if last.get("id") == ident:
-            outcome = str(last.get("outcome", ""))
-            print(
-                f"featurerelease/{name}: the operator answered: {outcome}: {last.get('message', '')}"
-            )
+            outcome, message = str(last.get("outcome", "")), last.get("message", "")
+            print(f"featurerelease/{name}: the operator answered: {outcome}: {message}")
             return 0 if outcome == "Accepted" else 1
         time.sleep(0.5)
     print(

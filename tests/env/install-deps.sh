@@ -8,6 +8,10 @@ missing=()
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || missing+=(prometheus)
 command -v busybox >/dev/null 2>&1 || missing+=(busybox)  # the backup scripts are also tested under busybox sh (alpine)
+# The operator image is built with buildah on a base made by mmdebstrap; shell scripts are linted.
+command -v buildah >/dev/null 2>&1 || missing+=(buildah)
+command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "[deps] installing ${missing[*]} from Debian" >&2
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -403,3 +403,9 @@ def test_the_termination_message_is_taken_from_the_named_container() -> None:
     assert termination_message({"status": {}}, "backup") is None
     running = {"status": {"containerStatuses": [{"name": "backup", "state": {"running": {}}}]}}
     assert termination_message(running, "backup") is None
+
+
+def test_a_result_says_how_long_the_job_took_when_it_knows() -> None:
+    message = f'{{"path":"a.dump","sizeBytes":5,"sha256":"{SHA}","seconds":42}}'
+    assert parse_result(message).seconds == 42
+    assert parse_result(f'{{"path":"a.dump","sizeBytes":5,"sha256":"{SHA}"}}').seconds is None

@@ -126,7 +126,9 @@ def _crd(
     columns: list[dict[str, Any]],
 ) -> dict[str, Any]:
     spec_schema = structural(spec)
-    status_schema = structural(status)
+    # Until lockstep first writes a status, the API server shows `observedGeneration: 0`, so
+    # kstatus (Flux) and Argo CD read a new object as in progress, never as current.
+    status_schema = {**structural(status), "default": {"observedGeneration": 0}}
     schema = {
         "type": "object",
         "description": description,

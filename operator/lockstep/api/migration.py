@@ -285,6 +285,7 @@ class BackupRecord(StatusModel):
         description="When the dump's snapshot was taken: writes committed later are not in it.",
     )
     completed_at: str | None = Field(default=None, description="When it finished.")
+    seconds: int | None = Field(default=None, description="How long the dump took.")
 
 
 class OperationKind(StrEnum):

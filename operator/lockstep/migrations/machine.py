@@ -585,6 +585,7 @@ class Machine:
             taken_for=op.to_version,
             snapshot_at=result.at,
             completed_at=self.ts(),
+            seconds=result.seconds,
         )
         retention = self.spec.backup.retention if self.spec.backup else 5
         self.st.backups = [*self.st.backups, record][-retention:]

@@ -31,7 +31,7 @@ from ..api.migration import (
 )
 from ..api.protocol import SchemaClaim
 from ..backup import BackupError, backup_job, restore_job
-from ..conditions import Health, conditions_for
+from ..conditions import RETRIED_REASONS, Health, conditions_for
 from ..kube import Conflict, Kube, NotFound
 from ..objects import Snapshot, mark_invalid, write_status
 from ..postgres import DatabaseError, connect, server_version
@@ -86,7 +86,7 @@ def quiet(status: DatabaseMigrationStatus) -> bool:
         return False
     if status.phase in QUIET_PHASES:
         return True
-    return status.phase == "Failed" and any(
+    return status.phase in ("Failed", "Retrying") and any(
         c.type == "Stalled" and c.status == "True" and c.reason in QUIET_FAILURES
         for c in status.conditions
     )
@@ -208,7 +208,7 @@ def reconcile(kube: Kube, obj: Snapshot, world: MigrationWorld) -> Outcome:
         try:
             spec = DatabaseMigration.model_validate({"spec": obj.spec}).spec
         except ValidationError as exc:
-            metrics.RECONCILES.labels("DatabaseMigration", "invalid").inc()
+            metrics.reconciled("DatabaseMigration", "invalid")
             return Outcome(mark_invalid(kube, obj, exc), 60.0, quiet=True)
         status = DatabaseMigrationStatus.model_validate(obj.status or {})
         try:
@@ -216,11 +216,11 @@ def reconcile(kube: Kube, obj: Snapshot, world: MigrationWorld) -> Outcome:
         except Stalled as stall:
             outcome = write_stall(kube, obj, status, stall)
         except Conflict:
-            metrics.RECONCILES.labels("DatabaseMigration", "conflict").inc()
+            metrics.reconciled("DatabaseMigration", "conflict")
             return Outcome(kube.get_custom(PLURAL, obj.namespace, obj.name), 0.05)
         except NotFound:
             return Outcome(None, 60.0, quiet=True)
-        metrics.RECONCILES.labels("DatabaseMigration", "ok").inc()
+        metrics.reconciled("DatabaseMigration", "ok")
         return outcome
 
 
@@ -320,8 +320,31 @@ class Look:
         result = write_status(self.kube, self.obj, status, always=bool(work))
         if result is not None:
             self.obj = Snapshot.of(self.obj.kind, self.obj.plural, result)
+        self.count_backups(self.status, decision.status)
         self.status = decision.status
         return result
+
+    def count_backups(
+        self, before: DatabaseMigrationStatus, after: DatabaseMigrationStatus
+    ) -> None:
+        known = {b.name for b in before.backups}
+        for backup in after.backups:
+            if backup.name not in known:
+                metrics.backup_finished(
+                    self.obj.namespace,
+                    self.obj.name,
+                    backup.name,
+                    backup.size_bytes,
+                    backup.seconds,
+                )
+        failed = any(
+            c.type == "Stalled" and c.status == "True" and c.reason == "BackupFailed"
+            for c in after.conditions
+        )
+        if failed and before.operation is not None and before.operation.backup:
+            metrics.backup_finished(
+                self.obj.namespace, self.obj.name, before.operation.backup, None, None
+            )
 
     def perform(self, decision: Decision) -> None:
         owner = self.obj.ref.owner_reference()
@@ -405,8 +428,7 @@ class Look:
             return RunOutcome(stopped=redact(str(exc)))
         except DatabaseError as exc:
             return RunOutcome(unreachable=redact(str(exc)))
-        for r in result.results:
-            metrics.MIGRATIONS_APPLIED.labels(r.direction).inc()
+        metrics.migrations_applied(result.results)
         return RunOutcome(
             applied=tuple(
                 AppliedRecord(
@@ -428,10 +450,12 @@ def write_stall(
 ) -> Outcome:
     """An input is missing or broken: Stalled, one Event when the message is new."""
     message = redact(stall.message)
-    changed = (status.phase, status.message) != ("Failed", message)
+    # an error lockstep retries by itself heals without a spec change: not Failed
+    phase = "Retrying" if stall.reason in RETRIED_REASONS else "Failed"
+    changed = (status.phase, status.message) != (phase, message)
     st = status.model_copy(deep=True)
     st.observed_generation = obj.generation
-    st.phase, st.message = "Failed", message
+    st.phase, st.message = phase, message
     st.conditions = conditions_for(
         Health.STALLED, stall.reason, message, obj.generation, st.conditions, at=timestamp(utcnow())
     )

@@ -75,7 +75,7 @@ def reconcile(kube: Kube, obj: Snapshot, world: World) -> Outcome:
         except Conflict:
             # Someone else (another operator process, a person) changed the object since it
             # was read: nothing was done; decide again from the object as it is now.
-            metrics.RECONCILES.labels("FeatureRelease", "conflict").inc()
+            metrics.reconciled("FeatureRelease", "conflict")
             return Outcome(kube.get_custom(PLURAL, obj.namespace, obj.name), 0.05)
         except NotFound:
             return Outcome(None, 60.0)
@@ -86,7 +86,7 @@ def decide_and_act(kube: Kube, obj: Snapshot, world: World) -> Outcome:
     try:
         release = FeatureRelease.model_validate({"spec": obj.spec, "status": obj.status})
     except ValidationError as exc:
-        metrics.RECONCILES.labels("FeatureRelease", "invalid").inc()
+        metrics.reconciled("FeatureRelease", "invalid")
         return Outcome(mark_invalid(kube, obj, exc), 60.0)
     decision = decide(
         release,
@@ -103,7 +103,7 @@ def decide_and_act(kube: Kube, obj: Snapshot, world: World) -> Outcome:
     if status != obj.status or work:
         written = write_status(kube, obj, status, always=bool(work))
     failed = perform(kube, obj, release, decision)
-    metrics.RECONCILES.labels("FeatureRelease", "error" if failed else "ok").inc()
+    metrics.reconciled("FeatureRelease", "error" if failed else "ok")
     return Outcome(written, 2.0 if failed else decision.requeue)
 
 
@@ -114,8 +114,7 @@ def perform(kube: Kube, obj: Snapshot, release: FeatureRelease, decision: Decisi
         try:
             if isinstance(action, Emit):
                 kube.event(obj.ref, action.type, action.reason, action.message)
-                if action.reason == "RolledBack":
-                    metrics.ROLLBACKS.inc()
+                metrics.release_event(obj.namespace, obj.name, action.reason, decision.status)
             elif isinstance(action, ApplyColor):
                 kube.apply(
                     builders.color_deployment(
@@ -222,10 +221,9 @@ def measure_round(release: FeatureRelease, obj: Snapshot, measure: Measure) -> l
                 value = 0.0 if value is None else value
         except PrometheusError as exc:
             results.append(QueryResult(metric.name, error=str(exc)))
-            metrics.MEASUREMENTS.labels("Error").inc()
             continue
         results.append(QueryResult(metric.name, value=value))
-        metrics.MEASUREMENTS.labels("Value" if value is not None else "NoData").inc()
+    metrics.measured(obj.namespace, obj.name, results)
     return results
 
 
