@@ -266,13 +266,15 @@ def migration_object(kube: FakeKube, **spec: Any) -> Snapshot:
     return Snapshot.of("DatabaseMigration", "databasemigrations", stored)
 
 
-def test_a_missing_secret_stalls_the_migration_with_one_event_and_no_secret_in_it() -> None:
+def test_a_missing_secret_is_retried_with_one_event() -> None:
     kube = FakeKube()
     obj = migration_object(kube)
     world_ = migration_reconcile.MigrationWorld(jobs={}, claims=[])
     outcome = migration_reconcile.reconcile(as_kube(kube), obj, world_)
     assert outcome.obj is not None
-    assert outcome.obj["status"]["phase"] == "Failed"
+    assert outcome.obj["status"]["phase"] == "Retrying"
+    reconciling = outcome.obj["status"]["conditions"][1]
+    assert (reconciling["type"], reconciling["status"]) == ("Reconciling", "True")
     assert "Secret db not found" in outcome.obj["status"]["message"]
     assert not outcome.quiet, "a Secret is not watched: look again later"
     again = Snapshot.of("DatabaseMigration", "databasemigrations", outcome.obj)
@@ -287,7 +289,8 @@ def test_a_missing_source_stalls_quietly_until_the_configmap_appears() -> None:
         as_kube(kube), obj, migration_reconcile.MigrationWorld(jobs={}, claims=[])
     )
     assert outcome.obj is not None and outcome.quiet
-    assert outcome.obj["status"]["conditions"][2]["reason"] == "SourceNotFound"
+    assert outcome.obj["status"]["phase"] == "Retrying"
+    assert outcome.obj["status"]["conditions"][0]["reason"] == "SourceNotFound"
 
 
 def test_an_invalid_migration_spec_is_quiet() -> None:
