@@ -16,7 +16,7 @@ import os
 import re
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,12 +26,26 @@ from pydantic import ValidationError
 
 from lockstep.api.migration import BackupPolicy, LintPolicy, MigrationPolicy
 from lockstep.commands import mask
-from lockstep.lint import LintConfig, LintResult, format_github, format_json, format_text, lint_sql
+from lockstep.lint import (
+    LintConfig,
+    LintResult,
+    format_github,
+    format_json,
+    format_text,
+    lint_set,
+    lint_sql,
+)
 from lockstep.migrations import engine
 from lockstep.migrations.engine import EngineError, RunResult
 from lockstep.migrations.linting import LintedSource, lint_config, lint_source
 from lockstep.migrations.plan import DriftError, Plan, PlanError, Step
-from lockstep.migrations.source import Migration, SourceError, check_name, from_directory
+from lockstep.migrations.source import (
+    NEW_NAME_RULE,
+    Migration,
+    SourceError,
+    check_new_name,
+    from_directory,
+)
 from lockstep.postgres import DatabaseError
 from lockstep.redact import remember
 
@@ -42,7 +56,6 @@ EXIT_USAGE = 2
 Handler = Callable[[argparse.Namespace], int]
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_NEW_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 class UsageError(Exception):
@@ -89,7 +102,7 @@ def _register_new(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="scaffold a new migration",
         description="Create <UTC timestamp>_<name>.up.sql and .down.sql in DIR.",
     )
-    parser.add_argument("name", metavar="NAME", help="short name: letters, digits, _ and -")
+    parser.add_argument("name", metavar="NAME", help=f"short name: {NEW_NAME_RULE}")
     parser.add_argument("--dir", required=True, type=Path, metavar="DIR")
     parser.set_defaults(handler=_guarded("new", run_new))
 
@@ -204,10 +217,17 @@ def _add_policy_options(parser: argparse.ArgumentParser) -> None:
 
 def run_lint(args: argparse.Namespace) -> int:
     config = _lint_config(args)
-    results: list[tuple[str | None, LintResult]] = []
-    for path in args.paths:
-        for text, origin in _lint_inputs(path, include_down=args.include_down):
-            results.append((origin, lint_sql(text, config, path=origin)))
+    inputs = [
+        item for path in args.paths for item in _lint_inputs(path, include_down=args.include_down)
+    ]
+    # The up migrations (and files named on the command line) are one set, in the order
+    # given: what an earlier one establishes counts in the later ones. Downs stand alone.
+    ups = [(text, origin) for text, origin, is_down in inputs if not is_down]
+    up_results = iter(lint_set(ups, config))
+    results: list[tuple[str | None, LintResult]] = [
+        (origin, lint_sql(text, config, path=origin) if is_down else next(up_results))
+        for text, origin, is_down in inputs
+    ]
     if args.format == "json":
         rendered = format_json(results)
     elif args.format == "github":
@@ -220,9 +240,7 @@ def run_lint(args: argparse.Namespace) -> int:
 
 def run_new(args: argparse.Namespace) -> int:
     name: str = args.name
-    problem = check_name(name)
-    if problem is None and not _NEW_NAME.match(name):
-        problem = "use only letters, digits, '_' and '-', starting with a letter or digit"
+    problem = check_new_name(name)
     if problem:
         raise UsageError(f"{name!r} is not a valid migration name: {problem}")
     directory: Path = args.dir
@@ -296,19 +314,23 @@ def _inputs(args: argparse.Namespace) -> _Inputs:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    plan = _inputs(args).plan(args.target, args.allow_contract)
+    inputs = _inputs(args)
+    plan = inputs.plan(args.target, args.allow_contract)
     _show_plan(plan, args.format)
-    return EXIT_FAILED if plan.lint_blocked else EXIT_OK
+    _refuse_lint_errors(plan, inputs)
+    return EXIT_OK
 
 
 def run_apply(args: argparse.Namespace) -> int:
+    """`plan` and `apply --dry-run` make the same decision: both print the plan, and both
+    refuse (exit 1) exactly when apply would."""
     inputs = _inputs(args)
-    if inputs.linted.has_errors:
-        _refuse_lint_errors(inputs.url, inputs.source, inputs.linted)
+    plan = inputs.plan(args.target, args.allow_contract)
     if args.dry_run:
-        plan = inputs.plan(args.target, args.allow_contract)
         _show_plan(plan, args.format, dry_run=True)
-        return EXIT_FAILED if plan.lint_blocked else EXIT_OK
+    _refuse_lint_errors(plan, inputs)
+    if args.dry_run:
+        return EXIT_OK
     result = inputs.apply(args, args.target, args.allow_contract, "up")
     _show_result(result, args.format)
     return EXIT_OK
@@ -403,18 +425,18 @@ def _load(directory: Path) -> list[Migration]:
     return from_directory(directory)
 
 
-def _lint_inputs(path: Path, *, include_down: bool) -> list[tuple[str, str]]:
-    """(SQL, where it came from) for each file to lint under `path`.
+def _lint_inputs(path: Path, *, include_down: bool) -> list[tuple[str, str, bool]]:
+    """(SQL, where it came from, whether it is a down migration) for each file under `path`.
 
     In a directory the down migrations are left out unless asked for: they undo on purpose
     (DROP TABLE reverting CREATE TABLE), and apply does not block on their findings either.
     """
     if path.is_dir():
-        inputs: list[tuple[str, str]] = []
+        inputs: list[tuple[str, str, bool]] = []
         for migration in from_directory(path):
-            inputs.append((migration.up, migration.origin))
+            inputs.append((migration.up, migration.origin, False))
             if include_down and migration.down is not None:
-                inputs.append((migration.down, migration.down_origin))
+                inputs.append((migration.down, migration.down_origin, True))
         return inputs
     if not path.exists():
         raise UsageError(f"{path}: no such file or directory")
@@ -424,7 +446,7 @@ def _lint_inputs(path: Path, *, include_down: bool) -> list[tuple[str, str]]:
         raise UsageError(f"{path}: not UTF-8 text") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return [(text.removeprefix("\ufeff"), str(path))]
+    return [(text.removeprefix("\ufeff"), str(path), False)]
 
 
 def _database_url(args: argparse.Namespace) -> str:
@@ -466,17 +488,26 @@ def remember_url_secret(url: str) -> None:
         remember(match.group(1))
 
 
-def _refuse_lint_errors(url: str, source: Sequence[Migration], linted: LintedSource) -> None:
-    """Stop on lint errors in migrations not yet applied; read the ledger, change nothing.
+def _refuse_lint_errors(plan: Plan, inputs: _Inputs) -> None:
+    """Stop on lint errors in the migrations not applied yet, up to the plan's target.
 
     Errors in migrations that are already applied are history: they cannot be fixed without
-    changing an applied migration, so they do not block.
+    changing an applied migration, so they do not block; nor do migrations above the target.
     """
-    applied = {row.version for row in engine.read_applied(url, application_name="lockstep:lint")}
-    pending = [m for m in source if m.version not in applied and linted.up[m.version].has_errors]
+    if plan.direction == "down":
+        return
+    applied = set(plan.applied_versions)
+    target = plan.target_version
+    pending = [
+        m
+        for m in inputs.source
+        if m.version not in applied
+        and (target is None or m.version <= target)
+        and inputs.linted.up[m.version].has_errors
+    ]
     if pending:
         for migration in pending:
-            sys.stderr.write(format_text(linted.up[migration.version], migration.origin))
+            sys.stderr.write(format_text(inputs.linted.up[migration.version], migration.origin))
         raise CommandFailed(
             "the lint found errors in "
             + ", ".join(m.label for m in pending)

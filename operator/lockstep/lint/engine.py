@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -12,7 +13,14 @@ from lockstep.lint.checks import PARSED_KINDS, check_for, classify, sqlglot_lack
 from lockstep.lint.checks.base import Context, FileState, Hit, Outcome
 from lockstep.lint.directives import Directives, Ignore, read_directives
 from lockstep.lint.facts import blocks_traffic
-from lockstep.lint.model import Finding, LintConfig, LintResult, Phase, StatementInfo
+from lockstep.lint.model import (
+    Finding,
+    LintConfig,
+    LintResult,
+    Phase,
+    StatementInfo,
+    is_session_setting,
+)
 from lockstep.lint.rules import COMPATIBILITY_RULES, RULES
 from lockstep.lint.split import LineIndex, RawStatement, split_statements
 from lockstep.lint.tokens import QUOTED, WORD, TokenList, TokenView, token_list
@@ -85,8 +93,28 @@ DEFAULT_CONFIG = LintConfig()
 
 def lint_sql(sql: str, config: LintConfig = DEFAULT_CONFIG, path: str | None = None) -> LintResult:
     """Lint one migration file. Never raises: problems become findings."""
+    return _lint_file(sql, config, path, FileState())
+
+
+def lint_set(
+    files: Sequence[tuple[str, str | None]],
+    config: LintConfig = DEFAULT_CONFIG,
+    known: FileState | None = None,
+) -> list[LintResult]:
+    """Lint the files of one migration set, in the order they run: what an earlier file
+    establishes (a validated CHECK (c IS NOT NULL), a column's type) counts in the later
+    ones. `known` holds facts from before the set (read from the live database)."""
+    state = known.carried() if known is not None else FileState()
+    results: list[LintResult] = []
+    for sql, path in files:
+        results.append(_lint_file(sql, config, path, state))
+        state = state.carried()
+    return results
+
+
+def _lint_file(sql: str, config: LintConfig, path: str | None, state: FileState) -> LintResult:
     try:
-        return _FileLint(sql, config, path).run()
+        return _FileLint(sql, config, path, state).run()
     except Exception as error:  # a lint bug must not stop a rollout silently: report it
         return LintResult(
             findings=[
@@ -108,12 +136,12 @@ def lint_sql(sql: str, config: LintConfig = DEFAULT_CONFIG, path: str | None = N
 
 
 class _FileLint:
-    def __init__(self, sql: str, config: LintConfig, path: str | None) -> None:
+    def __init__(self, sql: str, config: LintConfig, path: str | None, state: FileState) -> None:
         self.sql = sql
         self.config = config
         self.path = path
         self.lines = LineIndex(sql)
-        self.state = FileState()
+        self.state = state
         self.file_hits: list[Hit] = []
         """Hits that belong to the file (statement index -1)."""
 
@@ -196,6 +224,7 @@ class _FileLint:
             check_for(kind, view)(context)
         except Exception as error:  # keep linting the other statements
             outcome.mixed = True
+            outcome.unanalysable = True
             outcome.take_lock("ACCESS EXCLUSIVE")
             outcome.hit(
                 "unrecognized-statement",
@@ -256,6 +285,8 @@ class _FileLint:
     def placement_rules(self, analysed: list[_Analysed]) -> None:
         """Statements that cannot run in a transaction block, and retry safety."""
         manages = self.config.runner_manages_transactions
+        if manages:
+            self.mixed_modes_rule(analysed)
         for item in analysed:
             outcome = item.outcome
             if item.in_explicit_block and not outcome.transactional:
@@ -282,8 +313,39 @@ class _FileLint:
                     f"first attempt left behind{outcome.robust_hint}.",
                 )
 
+    def mixed_modes_rule(self, analysed: list[_Analysed]) -> None:
+        """The runner runs a migration in one transaction, or (when none of its statements
+        can run in one) statement by statement: it cannot do both in one file."""
+        outside = [item for item in analysed if not item.outcome.transactional]
+        inside = [
+            item
+            for item in analysed
+            if item.outcome.transactional
+            and item.outcome.transaction_control is None
+            and not is_session_setting(item.outcome.kind, item.raw.text)
+        ]
+        if not outside or not inside:
+            return
+        first_out, first_in = outside[0], inside[0]
+        first_out.outcome.hit(
+            "mixed-transaction-modes",
+            first_out.raw.start,
+            f"{first_out.outcome.kind} cannot run in a transaction, but this migration also "
+            f"has statements that run in one ({first_in.outcome.kind} on line "
+            f"{self.lines.position(first_in.raw.start)[0]}): lockstep refuses to apply it.",
+        )
+
     def timeout_rules(self, analysed: list[_Analysed]) -> None:
         if self.config.runner_sets_timeouts:
+            for item in analysed:
+                changed = sorted(item.outcome.settings)
+                if changed:
+                    item.outcome.hit(
+                        "ban-timeout-change",
+                        item.raw.start,
+                        f"{item.outcome.kind} changes {' and '.join(changed)}, replacing the "
+                        "bounded value lockstep's runner sets from the policy.",
+                    )
             return
         active = {"lock_timeout": False, "statement_timeout": False}
         rules = {
@@ -331,7 +393,11 @@ class _FileLint:
         computed: Phase = "expand"
         for item in analysed:
             classes = item.outcome.classes()
-            if "breaking" in classes or "data-losing" in classes:
+            if (
+                "breaking" in classes
+                or "data-losing" in classes
+                or (item.outcome.unanalysable and self.unreviewed(item, directives))
+            ):
                 computed = "contract"
         if directives.phase is None:
             return computed
@@ -345,6 +411,18 @@ class _FileLint:
                 )
             )
         return "contract" if directives.phase == "contract" else "expand"
+
+    def unreviewed(self, item: _Analysed, directives: Directives) -> bool:
+        """Whether a statement the lint could not analyse still reports it (no ignore
+        comment or configured ignore covers the finding that says so)."""
+        overrides = self.config.severity_overrides
+        ignores = directives.for_statement(item.raw.index)
+        return any(
+            hit.rule in _UNANALYSED_RULES
+            and overrides.get(hit.rule, "error") is not None
+            and not any(ignore.covers(hit.rule) for ignore in ignores)
+            for hit in item.outcome.hits
+        )
 
     # ---------------------------------------------------------------- findings and facts
 
@@ -422,10 +500,14 @@ class _FileLint:
         )
 
 
+_UNANALYSED_RULES = frozenset({"unrecognized-statement", "syntax-error"})
+
+
 def _unparsed() -> Outcome:
     # Unknown effect: assume the strongest lock, and no class (not known to be additive).
     outcome = Outcome(kind="UNPARSED", lock="ACCESS EXCLUSIVE")
     outcome.mixed = True
+    outcome.unanalysable = True
     return outcome
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -29,6 +30,19 @@ LOCK_STRENGTH: dict[str, int] = {mode: rank for rank, mode in enumerate(LOCK_MOD
 STATEMENT_CLASSES: frozenset[str] = frozenset(
     {"additive", "breaking", "long-locking", "data-losing"}
 )
+
+
+_SESSION_SETTING_KINDS = frozenset({"SET", "RESET"})
+_TRANSACTION_SCOPED_SET = re.compile(
+    r"^\s*SET\s+(LOCAL|TRANSACTION|CONSTRAINTS|SESSION\s+CHARACTERISTICS)\b", re.I
+)
+
+
+def is_session_setting(kind: str, text: str) -> bool:
+    """A statement that only changes a setting of the session (`SET statement_timeout ...`):
+    it may sit beside statements that cannot run in a transaction. The forms that act on the
+    transaction do not count."""
+    return kind in _SESSION_SETTING_KINDS and not _TRANSACTION_SCOPED_SET.match(text)
 
 
 def _as_frozenset(value: Iterable[str]) -> frozenset[str]:

@@ -9,12 +9,12 @@ is needed, and a one-line compatibility verdict.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from lockstep.api.migration import MigrationPhase, MigrationPolicy
+from lockstep.lint.model import is_session_setting as is_session_setting_text
 
 from .records import AppliedMigration
 from .source import Direction, Migration, sha256_hex
@@ -23,13 +23,6 @@ PlanDirection = Literal["up", "down", "none"]
 
 SUMMARY_LENGTH = 120
 
-# Statement kinds (as the lint names them) that only change settings of the session; they may
-# sit beside statements that cannot run in a transaction (`SET statement_timeout = '1h'`
-# before a concurrent index build). The forms that act on the transaction do not count.
-_SESSION_SETTING_KINDS = frozenset({"SET", "RESET"})
-_TRANSACTION_SCOPED_SET = re.compile(
-    r"^\s*SET\s+(LOCAL|TRANSACTION|CONSTRAINTS|SESSION\s+CHARACTERISTICS)\b", re.I
-)
 # Transaction control would end the transaction lockstep runs the migration in.
 _TRANSACTION_CONTROL_KINDS = frozenset(
     {"BEGIN", "COMMIT", "ROLLBACK", "PREPARE TRANSACTION", "COMMIT PREPARED", "ROLLBACK PREPARED"}
@@ -437,9 +430,7 @@ def _check_runnable(step: Step) -> None:
 
 def is_session_setting(statement: PlannedStatement | LintedStatement) -> bool:
     """A statement that only changes a setting of the session (`SET statement_timeout ...`)."""
-    return statement.kind in _SESSION_SETTING_KINDS and not _TRANSACTION_SCOPED_SET.match(
-        statement.text
-    )
+    return is_session_setting_text(statement.kind, statement.text)
 
 
 def _check_order(ordered: Sequence[Migration], applied: set[str], current: str | None) -> None:

@@ -177,6 +177,27 @@ def declared_phase(text: str, origin: str) -> MigrationPhase | None:
     raise SourceError(f"{origin}: -- lockstep:phase={value} is not a phase; use expand or contract")
 
 
+NEW_NAME_RULE = (
+    "letters, digits, '_' and '-', starting with a letter or digit, at most "
+    f"{MAX_NAME_LENGTH} characters"
+)
+"""What `lockstep new` accepts as a migration name (docs/cli.md states the same words)."""
+_NEW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def check_new_name(name: str) -> str | None:
+    """Why `lockstep new` refuses `name`, or None when it accepts it.
+
+    Stricter than what the loaders read (they accept '.' too, and leading '_' or '-'): a new
+    name never looks like an option, a suffix (`x.up`) or a hidden file.
+    """
+    if not name:
+        return "the name is empty"
+    if len(name) > MAX_NAME_LENGTH or not _NEW_NAME.fullmatch(name):
+        return f"use {NEW_NAME_RULE}"
+    return None
+
+
 def check_name(name: str) -> str | None:
     """Why `name` cannot be a migration name, or None when it can."""
     if not name:

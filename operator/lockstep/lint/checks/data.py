@@ -167,6 +167,8 @@ def _update_or_delete(ctx: Context, node: exp.Expr, verb: str) -> None:
     if ctx.state.is_new_table(name):
         return
     outcome.data_changes.append((bare(name), offset, verb))
+    if verb == "DELETE":
+        outcome.mark("data-losing")
     if node.args.get("where") is None:
         outcome.hit(
             "backfill-without-batching",
@@ -174,9 +176,8 @@ def _update_or_delete(ctx: Context, node: exp.Expr, verb: str) -> None:
             f"{verb} on {name} without WHERE changes every row in one transaction, locking "
             "them all until it commits.",
         )
-        outcome.mark("long-locking")
-        if verb == "DELETE":
-            outcome.mark("data-losing")
+        # every row's old values are overwritten (or gone): not undone by a down migration
+        outcome.mark("long-locking", "data-losing")
 
 
 def _merge(ctx: Context, node: exp.Merge) -> None:
@@ -222,6 +223,8 @@ def _from_tokens(ctx: Context) -> None:
         return
     offset = view.offset(0)
     outcome.data_changes.append((bare(name), offset, kind))
+    if kind == "DELETE":
+        outcome.mark("data-losing")
     if kind in ("UPDATE", "DELETE") and view.find("WHERE", 0) == -1:
         outcome.hit(
             "backfill-without-batching",
@@ -229,9 +232,7 @@ def _from_tokens(ctx: Context) -> None:
             f"{kind} on {name} without WHERE changes every row in one transaction, locking "
             "them all until it commits.",
         )
-        outcome.mark("long-locking")
-        if kind == "DELETE":
-            outcome.mark("data-losing")
+        outcome.mark("long-locking", "data-losing")
 
 
 def copy(ctx: Context) -> None:
