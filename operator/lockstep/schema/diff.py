@@ -328,14 +328,17 @@ def diff(
     *,
     allow: Iterable[str] = (),
     renames: Sequence[Rename] = (),
+    casts: Iterable[tuple[str, str]] | None = None,
 ) -> DiffResult:
     """The migrations that take a database from `current` to `desired`.
 
     With `renames`, `current` must already be the catalog as it is after those renames (the
     caller applies them on a scratch copy); their statements become the first migration.
-    Raises HazardError when the change has hazards not in `allow`.
+    Raises HazardError when the change has hazards not in `allow`. `casts` holds the
+    (old type, new type) pairs with a direct cast; a type change without one converts through
+    text (None: assume every change has one).
     """
-    builder = _Builder(current, desired)
+    builder = _Builder(current, desired, None if casts is None else set(casts))
     for rename in renames:
         builder.group("renames").add(
             Statement(
@@ -358,9 +361,12 @@ def diff(
 
 
 class _Builder:
-    def __init__(self, current: Catalog, desired: Catalog) -> None:
+    def __init__(
+        self, current: Catalog, desired: Catalog, casts: set[tuple[str, str]] | None
+    ) -> None:
         self.current = current
         self.desired = desired
+        self.casts = casts
         self.groups = {name: Group(name, phase, tx) for name, phase, tx in GROUPS}
         self.hazards: list[tuple[str, str]] = []
         self.notes: list[str] = []
@@ -631,12 +637,15 @@ class _Builder:
                 )
             else:
                 self.hazard("type-change", f"column {target}: {old.type} to {new.type}")
+                direct = self.casts is None or (old.type, new.type) in self.casts
+                via = "" if direct else "::text"
+                note = "" if direct else " (no direct cast: through text; review the USING)"
                 contract.add(
                     Statement(
-                        f"{alter} TYPE {new.type}{collate} USING {new.name}::{new.type}",
-                        f"{_IGNORE_TYPE} -- allowed with --allow-hazard type-change",
+                        f"{alter} TYPE {new.type}{collate} USING {new.name}{via}::{new.type}",
+                        f"{_IGNORE_TYPE} -- allowed with --allow-hazard type-change{note}",
                     ),
-                    f"{alter} TYPE {old.type} USING {new.name}::{old.type}",
+                    f"{alter} TYPE {old.type} USING {new.name}::text::{old.type}",
                 )
         if old.identity != new.identity:
             if new.identity and not old.identity:
@@ -781,19 +790,24 @@ class _Builder:
         if index is None:
             raise DiffError(f"{name}: no index found behind constraint {constraint.name}")
         schema, index_name = split_name(index.name)
-        build_name = _short(index_name.strip('"'), "_new") if replacing else index_name
+        old_table = self.current.table(name)
+        taken = {split_name(i.name)[1] for i in old_table.indexes} if old_table else set()
+        # an index of that name exists now (the constraint changes, or a plain index that
+        # goes has its name): build beside it, rename once the old one is gone
+        collides = replacing is not None or index_name in taken
+        build_name = _short(index_name, "_new") if collides else index_name
         built = f"{schema}.{build_name}"
         self.group("expand_indexes").add(
-            concurrent_index_sql(index, build_name if replacing else None),
+            concurrent_index_sql(index, build_name if collides else None),
             f"DROP INDEX CONCURRENTLY IF EXISTS {built}",
         )
         target = self.group("expand_validate") if constraint.kind == "unique" else None
         kind = "UNIQUE" if constraint.kind == "unique" else "PRIMARY KEY"
         statements: list[str] = []
-        if replacing is not None:
+        if collides:
             statements.append(f"ALTER INDEX {built} RENAME TO {index_name}")
         statements.append(f"{add} {kind} USING INDEX {index_name}")
-        if target is None or replacing is not None:
+        if target is None or collides:
             # a primary key needs its columns NOT NULL first (they are, by then, in contract);
             # a replaced constraint needs the old one dropped (contract) first
             target = self.group("contract")
@@ -835,20 +849,34 @@ class _Builder:
 
     def indexes(self, old: Table, new: Table) -> None:
         current = {i.name: i for i in old.indexes if i.constraint is None}
+        taken = {i.name for i in old.indexes}
         for index in new.indexes:
             if index.constraint is not None:
                 continue
             previous = current.pop(index.name, None)
             if previous is not None and previous.definition == index.definition:
                 continue
-            build = self.group("expand_indexes")
+            if index.name not in taken:
+                self.group("expand_indexes").add(
+                    concurrent_index_sql(index), f"DROP INDEX CONCURRENTLY IF EXISTS {index.name}"
+                )
+                continue
+            # the name is in use (the index changes, or a constraint that goes owns it): build
+            # the new one beside it, and swap the names once the old one is gone
+            schema, bare = split_name(index.name)
+            temporary = _short(bare, "_new")
+            self.group("expand_indexes").add(
+                concurrent_index_sql(index, temporary),
+                f"DROP INDEX CONCURRENTLY IF EXISTS {schema}.{temporary}",
+            )
             if previous is not None:
-                build.add(
+                self.group("contract_indexes").add(
                     f"DROP INDEX CONCURRENTLY IF EXISTS {previous.name}",
                     concurrent_index_sql(previous),
                 )
-            build.add(
-                concurrent_index_sql(index), f"DROP INDEX CONCURRENTLY IF EXISTS {index.name}"
+            self.group("contract").add(
+                f"ALTER INDEX IF EXISTS {schema}.{temporary} RENAME TO {bare}",
+                f"ALTER INDEX IF EXISTS {index.name} RENAME TO {temporary}",
             )
         for index in current.values():
             self.group("contract_indexes").add(

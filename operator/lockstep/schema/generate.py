@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from lockstep.postgres import Connection, connect
+from lockstep.postgres import Connection, DatabaseError, connect
 
 from . import scratch
 from .catalog import Catalog, introspect
@@ -82,14 +82,43 @@ def _exists(catalog: Catalog, rename: Rename) -> bool:
     return rename.column is None or table.column(rename.column) is not None
 
 
-def desired_catalog(server_url: str, files: Sequence[Path]) -> Catalog:
-    """Load the desired SQL into a scratch database and read it back."""
+def desired_catalog(
+    server_url: str, files: Sequence[Path], current: Catalog | None = None
+) -> tuple[Catalog, set[tuple[str, str]]]:
+    """Load the desired SQL into a scratch database and read it back; with `current`, also
+    the column type changes that have a direct cast (`USING c::new` works for them)."""
     with (
         scratch.scratch_database(server_url, purpose="desired") as url,
         connect(url, application_name="lockstep:diff") as conn,
     ):
         scratch.load_files(conn, files)
-        return introspect(conn)
+        desired = introspect(conn)
+        casts = _direct_casts(conn, _type_changes(current, desired)) if current else set()
+        return desired, casts
+
+
+def _type_changes(current: Catalog, desired: Catalog) -> set[tuple[str, str]]:
+    changes: set[tuple[str, str]] = set()
+    for table in desired.tables:
+        old = current.table(table.name)
+        for column in table.columns if old is not None else ():
+            previous = old.column(column.name) if old is not None else None
+            if previous is not None and previous.type != column.type:
+                changes.add((previous.type, column.type))
+    return changes
+
+
+def _direct_casts(conn: Connection, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The pairs whose cast `NULL::old::new` PostgreSQL accepts (types named by format_type)."""
+    found: set[tuple[str, str]] = set()
+    for old, new in pairs:
+        try:
+            with conn.transaction():
+                conn.execute_text(f"SELECT NULL::{old}::{new}")
+            found.add((old, new))
+        except DatabaseError:
+            continue
+    return found
 
 
 def generate(
@@ -101,7 +130,6 @@ def generate(
     server_url: str | None = None,
 ) -> DiffResult:
     """The migrations that take the target to the desired schema (see diff.diff)."""
-    desired = desired_catalog(server_url or target_url, desired_files)
     with connect(target_url, application_name="lockstep:diff") as conn:
         current = introspect(conn)
         resolved = resolve_renames(conn, renames, current) if renames else []
@@ -113,7 +141,8 @@ def generate(
             for rename in resolved:
                 conn.execute_text(rename.up)
             current = introspect(conn)
-    return diff(current, desired, allow=allow, renames=resolved)
+    desired, casts = desired_catalog(server_url or target_url, desired_files, current)
+    return diff(current, desired, allow=allow, renames=resolved, casts=casts)
 
 
 # -------------------------------------------------------------------------------- layouts
