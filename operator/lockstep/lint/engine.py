@@ -21,7 +21,7 @@ from lockstep.lint.model import (
     StatementInfo,
     is_session_setting,
 )
-from lockstep.lint.rules import COMPATIBILITY_RULES, RULES
+from lockstep.lint.rules import COMPATIBILITY_RULES, RULES, Severity
 from lockstep.lint.split import LineIndex, RawStatement, split_statements
 from lockstep.lint.tokens import QUOTED, WORD, TokenList, TokenView, token_list
 
@@ -465,6 +465,8 @@ class _FileLint:
                     " As a contract migration it runs only after the old version is gone, "
                     "with a backup first."
                 )
+            if self.config.live is not None and hit.rule in _WORK and severity != "info":
+                severity, message = self.scaled(hit, index, analysed, severity, message)
             line, column = self.lines.position(hit.offset)
             findings.append(
                 Finding(
@@ -480,6 +482,39 @@ class _FileLint:
             )
         findings.sort(key=lambda finding: (finding.line, finding.column, finding.rule))
         return findings
+
+    def scaled(
+        self, hit: Hit, index: int, analysed: list[_Analysed], severity: Severity, message: str
+    ) -> tuple[Severity, str]:
+        """Severity from the live table's size: the estimated time the statement holds its
+        lock decides between an error and a warning."""
+        live = self.config.live
+        assert live is not None
+        item = next((a for a in analysed if a.raw.index == index), None)
+        table_name = hit.table or (item.outcome.tables[0] if item and item.outcome.tables else None)
+        if table_name is None:
+            return severity, message
+        table = live.find(table_name)
+        budget = self.config.blocking_budget
+        if table is None:
+            if severity == "error":
+                severity = "warning"
+            return severity, (
+                f"{message} {table_name} is not in the live database: it will be new, and "
+                "empty unless an earlier migration fills it."
+            )
+        work = hit.work or _WORK[hit.rule]
+        seconds = table.bytes / _BYTES_PER_SECOND[work]
+        size = (
+            f"On the live database {table.qualified} has about {_count(table.rows)} rows "
+            f"({_bytes(table.bytes)}): "
+        )
+        if seconds < budget:
+            return ("warning" if severity == "error" else severity), (
+                f"{message} {size}about {_duration(seconds)} under the lock, within the "
+                f"{budget:g} s budget."
+            )
+        return severity, f"{message} {size}estimated {_duration(seconds)} under the lock."
 
     def info(self, item: _Analysed) -> StatementInfo:
         outcome = item.outcome
@@ -501,6 +536,53 @@ class _FileLint:
 
 
 _UNANALYSED_RULES = frozenset({"unrecognized-statement", "syntax-error"})
+
+# Rules whose cost grows with the table, and what the statement does to it. The rates are
+# deliberately low estimates for a busy server (a scan reads, a rewrite reads and writes the
+# table and rebuilds its indexes, an index build sorts).
+_WORK: dict[str, str] = {
+    "adding-field-with-default": "rewrite",
+    "adding-generated-stored-column": "rewrite",
+    "adding-auto-increment-column": "rewrite",
+    "changing-column-type": "rewrite",
+    "table-rewrite": "rewrite",
+    "prefer-repack": "rewrite",
+    "adding-not-nullable-field": "scan",
+    "adding-foreign-key-constraint": "scan",
+    "constraint-missing-not-valid": "scan",
+    "changing-column-type-with-check": "scan",
+    "changing-column-type-with-not-null": "scan",
+    "adding-serial-primary-key-field": "index",
+    "disallowed-unique-constraint": "index",
+    "adding-exclusion-constraint": "index",
+    "require-concurrent-index-creation": "index",
+    "require-concurrent-reindex": "index",
+}
+_BYTES_PER_SECOND = {"scan": 200e6, "rewrite": 50e6, "index": 40e6}
+
+
+def _count(rows: float) -> str:
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if rows >= limit:
+            return f"{rows / limit:.1f}{suffix}"
+    return f"{rows:.0f}"
+
+
+def _bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{max(seconds * 1000, 1):.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min"
 
 
 def _unparsed() -> Outcome:

@@ -52,6 +52,37 @@ def _as_frozenset(value: Iterable[str]) -> frozenset[str]:
     return frozenset(value)
 
 
+@dataclass(frozen=True, slots=True)
+class LiveTable:
+    """One table of the live database, as the lint sees it."""
+
+    name: str
+    """Unqualified, as PostgreSQL stores it."""
+    qualified: str
+    rows: float
+    bytes: int
+    """Size of the table itself (what a rewrite or a scan reads)."""
+
+
+@dataclass(frozen=True)
+class LiveTables:
+    """Sizes read from the live database: the lint scales a blocking finding by them."""
+
+    tables: tuple[LiveTable, ...] = ()
+    by_name: dict[str, LiveTable] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for table in self.tables:
+            self.by_name.setdefault(table.name, table)
+            self.by_name[table.qualified] = table
+
+    def find(self, name: str) -> LiveTable | None:
+        return self.by_name.get(name) or self.by_name.get(name.rsplit(".", 1)[-1])
+
+    def __hash__(self) -> int:
+        return hash(self.tables)
+
+
 @dataclass(frozen=True)
 class LintConfig:
     """How to lint: the server version, per-rule severity changes and what the runner does.
@@ -70,6 +101,11 @@ class LintConfig:
     runner_orders_contract: bool = True
     """lockstep runs contract migrations only after the old application version is gone, so
     findings about breaking the running version are warnings in a contract migration."""
+    live: LiveTables | None = None
+    """Table sizes from the live database: a finding whose cost grows with the table is an
+    error only when the estimated time under its lock exceeds `blocking_budget`."""
+    blocking_budget: float = 1.0
+    """Seconds a statement may block a table (with live sizes) before it is an error."""
 
     def __post_init__(self) -> None:
         version = tuple(self.pg_version)

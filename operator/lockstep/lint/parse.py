@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from dataclasses import dataclass
-from typing import ClassVar
 
-from sqlglot import Token, TokenType, exp
+from sqlglot import Token, exp
 from sqlglot.dialects.postgres import Postgres
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.parsers.postgres import PostgresParser
@@ -15,25 +15,32 @@ from sqlglot.parsers.postgres import PostgresParser
 _POSTGRES = Postgres()
 
 
-class _Tokenizer(Postgres.Tokenizer):
+class _QuietFallback(logging.Filter):
+    """sqlglot logs a warning when it falls back to exp.Command; the lint reports what it
+    cannot analyse itself, as findings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Falling back to parsing as a 'Command'" not in record.getMessage()
+
+
+logging.getLogger("sqlglot").addFilter(_QuietFallback())
+
+
+def _tokenizer() -> Postgres.Tokenizer:
     # sqlglot folds everything after VACUUM, REINDEX, LOCK, DO, ... into one string token;
-    # the checks read those statements' words, so keep every token.
-    COMMANDS: ClassVar[set[TokenType]] = set()
-
-
-class _Parser(PostgresParser):
-    def _warn_unsupported(self) -> None:
-        # sqlglot logs a warning when it falls back to exp.Command; the lint reports what it
-        # cannot analyse itself, as findings.
-        return
+    # the checks read those statements' words, so keep every token. (Set on the instance:
+    # with sqlglotc installed the classes are compiled and cannot be subclassed.)
+    tokenizer = Postgres.Tokenizer(dialect=_POSTGRES)
+    tokenizer._core.commands = set()
+    return tokenizer
 
 
 class _Readers(threading.local):
     """sqlglot's tokenizer and parser keep state while working: one pair per thread."""
 
     def __init__(self) -> None:
-        self.tokenizer = _Tokenizer(dialect=_POSTGRES)
-        self.parser = _Parser(dialect=_POSTGRES)
+        self.tokenizer = _tokenizer()
+        self.parser = PostgresParser(dialect=_POSTGRES)
 
 
 _READERS = _Readers()

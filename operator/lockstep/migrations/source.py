@@ -19,13 +19,16 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from lockstep.api.migration import VERSION_PATTERN, InlineMigration, MigrationPhase
+if TYPE_CHECKING:  # the models pull in pydantic, which `lockstep lint` does without
+    from lockstep.api.migration import InlineMigration, MigrationPhase
 
 Direction = Literal["up", "down"]
 
 NAME_PATTERN = r"^[0-9A-Za-z_.-]+$"
+VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z._-]*$"
+"""The same pattern as the API model's (a unit test keeps them equal)."""
 MAX_VERSION_LENGTH = 64
 MAX_NAME_LENGTH = 128
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .catalog import Catalog, Column, Constraint, Enum, Index, SequenceDef, Table, View, split_name
+from .hazards import HAZARDS
 
 Phase = Literal["expand", "contract"]
 
@@ -56,26 +57,6 @@ GROUPS: tuple[tuple[str, Phase, bool], ...] = (
     ("contract_not_null", "contract", True),
 )
 """(name, phase, transactional), in the order the migrations run."""
-
-HAZARDS: dict[str, str] = {
-    "drop-table": "drops a table and its rows",
-    "drop-column": "drops a column and its values",
-    "drop-view": "drops a view the running version may read",
-    "drop-type": "drops a type",
-    "drop-sequence": "drops a sequence",
-    "drop-schema": "drops a schema",
-    "drop-extension": "drops an extension",
-    "type-change": "changes a column's type in a way that rewrites the table or may lose "
-    "data, under ACCESS EXCLUSIVE",
-    "not-null-without-default": "makes a column NOT NULL that has no default and no values "
-    "for existing rows: validation fails if the table has rows",
-    "backfill": "fills existing rows of a new column from a volatile default in one UPDATE",
-    "enum-change": "removes or reorders enum values (the type is recreated and the columns "
-    "that use it are rewritten)",
-    "exclusion-constraint": "adds an exclusion constraint to an existing table (checks every "
-    "row under ACCESS EXCLUSIVE; there is no online form)",
-}
-"""Every hazard kind `--allow-hazard` accepts, with what it means."""
 
 
 class DiffError(ValueError):
