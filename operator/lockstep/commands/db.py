@@ -117,6 +117,20 @@ def _register_plan(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--target", metavar="VERSION", help="version to reach (default: latest)")
     parser.add_argument("--allow-contract", action="store_true", help=_ALLOW_CONTRACT)
     parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="run each pending statement on a schema-only scratch copy of the database and "
+        "show the lock it really takes (the target is not touched)",
+    )
+    parser.add_argument(
+        "--scratch-from",
+        choices=("dump", "migrations"),
+        default="dump",
+        help="build the scratch copy from pg_dump --schema-only (default) or by replaying "
+        "the applied migrations",
+    )
+    add_dev_url_option(parser)
     _add_lint_options(parser)
     _add_policy_options(parser)
     parser.set_defaults(handler=_guarded("plan", run_plan))
@@ -342,9 +356,35 @@ def _inputs(args: argparse.Namespace) -> _Inputs:
 def run_plan(args: argparse.Namespace) -> int:
     inputs = _inputs(args)
     plan = inputs.plan(args.target, args.allow_contract)
+    if args.probe:
+        plan = _probed(args, inputs, plan)
     _show_plan(plan, args.format)
     _refuse_lint_errors(plan, inputs)
     return EXIT_OK
+
+
+def _probed(args: argparse.Namespace, inputs: _Inputs, plan: Plan) -> Plan:
+    """The plan with the locks observed on a schema-only scratch copy (see schema.probe)."""
+    from lockstep.migrations.plan import with_observations
+    from lockstep.schema.probe import probe
+    from lockstep.schema.scratch import scratch_copy
+
+    steps = [*plan.steps, *plan.held_back]
+    if plan.direction != "up" or not steps:
+        return plan
+    applied = set(plan.applied_versions)
+    history = [(m.up, m.origin or m.label) for m in inputs.source if m.version in applied]
+    with scratch_copy(
+        inputs.url,
+        server_url=dev_database_url(args),
+        migrations=history if args.scratch_from == "migrations" else None,
+    ) as copy:
+        probes = probe(copy, [(s.version, inputs.linted.up[s.version].statements) for s in steps])
+    for result in probes:
+        if result.error:
+            stopped = f"probe stopped at {result.version} {result.error}"
+            print(f"lockstep plan: {mask(stopped)}", file=sys.stderr)
+    return with_observations(plan, {p.version: p.observations for p in probes})
 
 
 def run_apply(args: argparse.Namespace) -> int:
@@ -679,6 +719,9 @@ def _step_document(step: Step) -> dict[str, Any]:
                 "line": s.line,
                 "summary": mask(s.summary),
                 "lock": s.lock,
+                "observed": s.observed,
+                **({"ruleLock": s.rule_lock} if s.rule_lock else {}),
+                **({"probeNotes": list(s.probe_notes)} if s.probe_notes else {}),
                 "transactional": s.transactional,
                 "classes": list(s.classes),
             }
@@ -721,7 +764,10 @@ def _print_step(step: Step, out: TextIO) -> None:
     print(f"  {step.label}  {step.phase} ({source}), {mode}", file=out)
     for statement in step.statements:
         lock = statement.lock or "-"
-        print(f"    line {statement.line:<4} {lock:<22} {mask(statement.summary)}", file=out)
+        seen = "  [observed]" if statement.observed else ""
+        print(f"    line {statement.line:<4} {lock:<22} {mask(statement.summary)}{seen}", file=out)
+        for note in statement.probe_notes:
+            print(f"      probe: {note}", file=out)
     for error in step.lint_errors:
         print(f"    lint error: {error}", file=out)
 

@@ -123,6 +123,12 @@ class PlannedStatement:
     classes: tuple[str, ...]
     concurrent_index: str | None
     if_not_exists: bool
+    observed: bool = False
+    """True when `lock` was observed by the lock probe, not guessed from the rules."""
+    rule_lock: str | None = None
+    """The rules' guess, when the probe observed a different lock."""
+    probe_notes: tuple[str, ...] = ()
+    """What the probe saw that the rules did not say (a rewrite), or why it could not look."""
 
     @property
     def summary(self) -> str:
@@ -317,6 +323,54 @@ def make_plan(
         applied_versions=tuple(applied_versions),
     )
     return dataclasses.replace(plan, verdict=verdict(plan))
+
+
+class Observed(Protocol):
+    """What the plan needs of one probe observation (lockstep.schema.probe.Observation)."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def observed(self) -> bool: ...
+    @property
+    def lock(self) -> str: ...
+    @property
+    def differences(self) -> list[str]: ...
+    @property
+    def note(self) -> str: ...
+
+
+def with_observations(plan: Plan, observations: Mapping[str, Sequence[Observed]]) -> Plan:
+    """The plan with each probed statement's observed lock in place of the rules' guess: the
+    observation wins, and where it contradicts the guess the difference is kept as a note."""
+
+    def observe(step: Step) -> Step:
+        by_index = {o.index: o for o in observations.get(step.version, ())}
+        statements = []
+        for statement in step.statements:
+            seen = by_index.get(statement.index)
+            if seen is None:
+                statements.append(statement)
+            elif not seen.observed:
+                note = f"not observed: {seen.note}" if seen.note else "not observed"
+                statements.append(dataclasses.replace(statement, probe_notes=(note,)))
+            else:
+                statements.append(
+                    dataclasses.replace(
+                        statement,
+                        lock=seen.lock,
+                        observed=True,
+                        rule_lock=statement.lock if seen.lock != statement.lock else None,
+                        probe_notes=tuple(seen.differences),
+                    )
+                )
+        return dataclasses.replace(step, statements=tuple(statements))
+
+    return dataclasses.replace(
+        plan,
+        steps=tuple(observe(step) for step in plan.steps),
+        held_back=tuple(observe(step) for step in plan.held_back),
+    )
 
 
 def verdict(plan: Plan) -> str:

@@ -23,7 +23,8 @@ from lockstep.postgres import Connection, DatabaseError, connect
 
 _RELATIONS = (
     "SELECT c.oid, c.relfilenode, quote_ident(n.nspname) || '.' || quote_ident(c.relname), "
-    "c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "c.relkind, (SELECT i.indrelid FROM pg_index i WHERE i.indexrelid = c.oid) "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
     "WHERE c.relkind IN ('r', 'p', 'm', 'v', 'f', 'i', 'I') AND n.nspname <> 'pg_catalog' "
     "AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%%'"
 )
@@ -32,7 +33,6 @@ _LOCKS = (
     "WHERE l.pid = %s AND l.locktype = 'relation' "
     "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
-_INDEX_TABLES = "SELECT indexrelid, indrelid FROM pg_index WHERE indexrelid = ANY(%s)"
 WAIT_LIMIT = 10.0
 """Seconds to wait for a statement outside a transaction to block behind the writer."""
 
@@ -127,16 +127,22 @@ def probe(
     return results
 
 
-def _relations(conn: Connection) -> dict[int, tuple[int, str, str]]:
-    return {oid: (node, name, kind) for oid, node, name, kind in conn.fetch_all(_RELATIONS)}
+Relations = dict[int, tuple[int, str, str, int | None]]
+"""oid -> (relfilenode, qualified name, relkind, the table of an index)."""
+
+
+def _relations(conn: Connection) -> Relations:
+    return {
+        oid: (node, name, kind, table)
+        for oid, node, name, kind, table in conn.fetch_all(_RELATIONS)
+    }
 
 
 def _observation(
     statement: StatementInfo,
-    before: dict[int, tuple[int, str, str]],
+    before: Relations,
     locks: list[tuple[Any, ...]],
-    index_tables: dict[int, int],
-    after: dict[int, tuple[int, str, str]] | None,
+    after: Relations | None,
     note: str = "",
 ) -> Observation:
     strongest: dict[str, str] = {}
@@ -144,7 +150,7 @@ def _observation(
         if locked not in before:
             continue  # a relation the statement created: no other session can wait on it
         # a lock on an existing index counts for its table (REINDEX, DROP INDEX)
-        relation = index_tables.get(locked, locked)
+        relation = before[locked][3] or locked
         if relation not in before:
             continue
         name = before[relation][1]
@@ -153,7 +159,7 @@ def _observation(
             strongest[name] = mode_name
     rewrites: list[str] = []
     if after is not None:
-        for oid, (node, name, kind) in before.items():
+        for oid, (node, name, kind, _) in before.items():
             if kind in ("r", "m") and oid in after and after[oid][0] != node:
                 rewrites.append(name)
     return Observation(
@@ -169,11 +175,6 @@ def _observation(
     )
 
 
-def _index_tables(conn: Connection, locks: list[tuple[Any, ...]]) -> dict[int, int]:
-    oids = [relation for relation, _, _ in locks]
-    return dict(conn.fetch_all(_INDEX_TABLES, (oids,)))
-
-
 class _RollBack(Exception):
     """Leaves the probe's transaction block, which rolls it back."""
 
@@ -185,20 +186,21 @@ def _in_transaction(conn: Connection, statement: StatementInfo) -> Observation:
             # the probe's own catalog reads take ACCESS SHARE on catalogs only (filtered out)
             conn.execute_text(statement.text)
             locks = conn.fetch_all(_LOCKS, (conn.backend_pid,))
-            index_tables = _index_tables(conn, locks)
             after = _relations(conn)
-            observation = _observation(statement, before, locks, index_tables, after)
+            observation = _observation(statement, before, locks, after)
             raise _RollBack
     except _RollBack:
         pass
-    # then for real, so that the next statement sees what this one did
-    conn.execute_text(statement.text)
+    # then for real (in a transaction, as the runner does), so that the next statement sees
+    # what this one did
+    with conn.transaction():
+        conn.execute_text(statement.text)
     return observation
 
 
 def _outside_transaction(conn: Connection, url: str, statement: StatementInfo) -> Observation:
     before = _relations(conn)
-    tables = [name for _, name, kind in before.values() if kind in ("r", "p")]
+    tables = [name for _, name, kind, _ in before.values() if kind in ("r", "p")]
     with (
         connect(url, application_name="lockstep:probe-writer") as writer,
         connect(url, application_name="lockstep:probe-observer") as observer,
@@ -231,7 +233,6 @@ def _outside_transaction(conn: Connection, url: str, statement: StatementInfo) -
             time.sleep(0.01)
         writer.execute("ROLLBACK")
         worker.join(timeout=60)
-        index_tables = _index_tables(observer, locks) if locks else {}
     error = outcome.get("error")
     if error is not None:
         raise error
@@ -250,7 +251,6 @@ def _outside_transaction(conn: Connection, url: str, statement: StatementInfo) -
         statement,
         before,
         granted,
-        index_tables,
         None,
         note="outside a transaction: the lock it holds while it waits for writers",
     )
