@@ -34,6 +34,7 @@ only after the type change: a type change re-checks every constraint on the colu
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -354,6 +355,8 @@ class _Builder:
         self.new_tables: set[str] = set()
         self.views_to_recreate: dict[str, View] = {}
         """Current views dropped in `contract` before their tables change (name -> view)."""
+        self.not_null_dropped: dict[str, list[str]] = {}
+        """Columns of a dropped primary key that become nullable (after the drop)."""
         self.retyped: set[tuple[str, str]] = set()
         """(table, column) whose type changes (in `contract`)."""
 
@@ -657,7 +660,13 @@ class _Builder:
                     if old.default is None
                     else f"{alter} SET DEFAULT {old.default}",
                 )
-        if old.not_null and not new.not_null:
+        in_primary_key = any(
+            c.kind == "primary" and new.name in c.columns
+            for c in table_constraints(self.current, name)
+        )
+        if old.not_null and not new.not_null and in_primary_key:
+            self.not_null_dropped.setdefault(name, []).append(new.name)
+        elif old.not_null and not new.not_null:
             expand.add(
                 Statement(
                     f"{alter} DROP NOT NULL",
@@ -709,6 +718,11 @@ class _Builder:
 
     def constraints(self, old: Table, new: Table) -> None:
         name = new.name
+        old = self.renamed_constraints(old, new)
+        # constraints that go, first: a new primary key needs the old one gone
+        for constraint in old.constraints:
+            if new.constraint(constraint.name) is None:
+                self.drop_constraint(old, constraint, changed=False)
         for constraint in new.constraints:
             previous = old.constraint(constraint.name)
             late = constraint.kind == "check" and any(
@@ -728,9 +742,51 @@ class _Builder:
             if previous is not None:
                 self.drop_constraint(old, previous, changed=not late, first=late)
             self.add_constraint(new, constraint, replacing=previous, late=late)
-        for constraint in old.constraints:
-            if new.constraint(constraint.name) is None:
-                self.drop_constraint(old, constraint, changed=False)
+        for column in self.not_null_dropped.pop(name, []):
+            # after the primary key it belonged to is gone
+            self.group("contract").add(
+                f"ALTER TABLE {name} ALTER COLUMN {column} DROP NOT NULL",
+                f"ALTER TABLE {name} ALTER COLUMN {column} SET NOT NULL",
+            )
+
+    def renamed_constraints(self, old: Table, new: Table) -> Table:
+        """A constraint that only changed its name (a table rename leaves `users_pkey` on
+        `members`) is renamed, not dropped and rebuilt; `old` is returned as after that."""
+        gone = [c for c in old.constraints if new.constraint(c.name) is None]
+        added = [c for c in new.constraints if old.constraint(c.name) is None]
+        constraints = list(old.constraints)
+        indexes = list(old.indexes)
+        for constraint in gone:
+            match = next(
+                (
+                    c
+                    for c in added
+                    if (c.kind, c.definition) == (constraint.kind, constraint.definition)
+                ),
+                None,
+            )
+            if match is None:
+                continue
+            added.remove(match)
+            self.group("expand").add(
+                f"ALTER TABLE {new.name} RENAME CONSTRAINT {constraint.name} TO {match.name}",
+                f"ALTER TABLE {new.name} RENAME CONSTRAINT {match.name} TO {constraint.name}",
+            )
+            constraints[constraints.index(constraint)] = dataclasses.replace(
+                constraint, name=match.name
+            )
+            # the index behind a unique or primary key constraint is renamed with it
+            for position, index in enumerate(indexes):
+                if index.constraint == constraint.name:
+                    desired = next((i for i in new.indexes if i.constraint == match.name), None)
+                    if desired is not None:
+                        indexes[position] = dataclasses.replace(
+                            index,
+                            name=desired.name,
+                            definition=desired.definition,
+                            constraint=match.name,
+                        )
+        return dataclasses.replace(old, constraints=tuple(constraints), indexes=tuple(indexes))
 
     def add_constraint(
         self,
@@ -919,6 +975,15 @@ class _Builder:
             for v in desired.values()
             if v.name not in current and any(read in self.retyped for read in v.reads_columns)
         }
+        grew = True
+        while grew:  # and the new views that read those
+            more = {
+                v.name
+                for v in desired.values()
+                if v.name not in current and v.name not in late and set(v.reads) & late
+            }
+            late |= more
+            grew = bool(more)
         created = [v for v in desired.values() if v.name not in current and v.name not in late]
         recreated = [desired[name] for name in changed | late if name in desired]
         for view in _view_order(created):
@@ -1006,6 +1071,11 @@ class _Builder:
                 contract.add(
                     f"DROP SCHEMA IF EXISTS {schema}", f"CREATE SCHEMA IF NOT EXISTS {schema}"
                 )
+
+
+def table_constraints(catalog: Catalog, table: str) -> tuple[Constraint, ...]:
+    found = catalog.table(table)
+    return found.constraints if found is not None else ()
 
 
 def _alter_sequence(sequence: SequenceDef) -> str:
