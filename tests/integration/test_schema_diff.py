@@ -8,11 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from tests.integration.generated import apply_generated
 
-from lockstep.api.migration import MigrationPolicy
-from lockstep.migrations import engine
-from lockstep.migrations.linting import lint_config, lint_source
-from lockstep.migrations.source import from_directory
 from lockstep.postgres import connect
 from lockstep.schema.diff import HazardError
 from lockstep.schema.generate import file_names, generate, parse_rename, write_directory
@@ -227,8 +224,6 @@ PAIRS = [
     ),
 ]
 
-POLICY = MigrationPolicy(lock_timeout="5s", retry_backoff="50ms", runner_lock_timeout="10s")
-
 
 def desired_sql(pair: Pair) -> str:
     text = BASE.split("INSERT INTO", 1)[0]
@@ -244,27 +239,6 @@ def rows(url: str) -> dict[str, int]:
             name: conn.fetch_value(f"SELECT count(*) FROM {name}")
             for name in ("public.users", "public.orders")
         }
-
-
-def apply_generated(url: str, directory: Path) -> None:
-    """Through lockstep's own engine: lint (errors refuse), ledger, bounded locks."""
-    source = from_directory(directory)
-    linted = lint_source(source, lint_config())
-    errors = {
-        version: [f"{f.rule}: {f.message}" for f in result.findings if f.severity == "error"]
-        for version, result in linted.up.items()
-        if result.has_errors
-    }
-    assert errors == {}
-    engine.apply(
-        url,
-        source,
-        up_lint=linted.up,
-        down_lint=linted.down,
-        policy=POLICY,
-        applied_by="test",
-        allow_contract=True,
-    )
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids=[pair.id for pair in PAIRS])

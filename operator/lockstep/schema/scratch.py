@@ -105,7 +105,9 @@ def pg_dump_binary() -> str | None:
     return str(candidates[-1]) if candidates else None
 
 
-def schema_dump(url: str, exclude_schemas: Sequence[str] = ("lockstep",)) -> str:
+def schema_dump(
+    url: str, exclude_schemas: Sequence[str] = ("lockstep",), *, privileges: bool = True
+) -> str:
     """The target's schema as SQL (`pg_dump --schema-only`), without psql meta-commands.
 
     pg_dump only reads. The connection parameters, password included, go to it through the
@@ -120,7 +122,9 @@ def schema_dump(url: str, exclude_schemas: Sequence[str] = ("lockstep",)) -> str
     environment = {
         key: value for key, value in os.environ.items() if not key.startswith("PG")
     } | _libpq_environment(url)
-    command = [binary, "--schema-only", "--no-owner", "--no-privileges"]
+    command = [binary, "--schema-only", "--no-owner"]
+    if not privileges:
+        command.append("--no-privileges")
     command += [f"--exclude-schema={schema}" for schema in exclude_schemas]
     result = subprocess.run(
         command, capture_output=True, text=True, env=environment, check=False, timeout=600
@@ -173,7 +177,10 @@ def scratch_copy(
     dump of the target. The scratch database lives on `server_url`'s server (a dev server),
     or on the target's own.
     """
-    dump = None if migrations is not None else schema_dump(target_url)
+    # GRANTs name roles, which exist on the target's server but maybe not on a dev server
+    dump = (
+        None if migrations is not None else schema_dump(target_url, privileges=server_url is None)
+    )
     with scratch_database(server_url or target_url, purpose=purpose) as url:
         with connect(url, application_name=f"lockstep:{purpose}") as conn:
             if dump is not None:
