@@ -128,6 +128,40 @@ def squawk_executable() -> str | None:
     return shutil.which("squawk")
 
 
+CORPUS = Path(__file__).resolve().parents[2] / "tests" / "data" / "concourse" / "migrations"
+CORPUS_TARGET_RATIO = 3.0
+
+
+def corpus(rounds: int) -> float | None:
+    """Cold start on a real project's 299 migration files: a new `lockstep lint` process and
+    a new squawk process on the same files, best of `rounds` each. Returns the ratio."""
+    files = [str(path) for path in sorted(CORPUS.glob("*.sql"))]
+    lockstep = str(Path(sys.executable).with_name("lockstep"))
+    mine = best_of(
+        rounds, lambda: subprocess.run([lockstep, "lint", *files], capture_output=True, check=False)
+    )
+    print(f"corpus: {len(files)} files of Concourse CI's migrations (tests/data/concourse)")
+    print(f"lockstep lint, a new process: best of {rounds}: {mine:.3f} s")
+    squawk = squawk_executable()
+    if squawk is None:
+        return None
+    theirs = best_of(
+        rounds,
+        lambda: subprocess.run(
+            [squawk, f"--pg-version={PG_VERSION[0]}.{PG_VERSION[1]}", "--reporter=gcc", *files],
+            capture_output=True,
+            check=False,
+        ),
+    )
+    ratio = mine / theirs
+    print(f"squawk, a new process: best of {rounds}: {theirs:.3f} s")
+    print(
+        f"ratio lockstep/squawk (corpus, cold start): {ratio:.1f}x "
+        f"(target {CORPUS_TARGET_RATIO:.0f}x)"
+    )
+    return ratio
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--statements", type=int, default=5000)
@@ -178,8 +212,12 @@ def main() -> int:
             )
             print(f"ratio lockstep/squawk (cold): {lockstep_seconds / squawk_seconds:.1f}x")
 
+    corpus_ratio = corpus(args.rounds)
     if lockstep_seconds > BUDGET_SECONDS:
         print(f"FAIL: lockstep took {lockstep_seconds:.3f} s, over the {BUDGET_SECONDS} s budget")
+        return 1
+    if corpus_ratio is not None and corpus_ratio > CORPUS_TARGET_RATIO:
+        print(f"FAIL: the corpus took {corpus_ratio:.1f}x squawk's time, over the target")
         return 1
     print(f"OK: under the {BUDGET_SECONDS} s budget")
     return 0
