@@ -61,11 +61,14 @@ class Migration:
     """Where the up SQL was read from (a file, a ConfigMap key, an inline entry)."""
     down_origin: str = ""
     """Where the down SQL was read from."""
+    recorded_checksum: str | None = None
+    """For a migration known only from the ledger (declarative mode keeps no file of it):
+    the checksum recorded there stands in for its SQL."""
 
     @property
     def checksum(self) -> str:
         """sha256 of the up SQL, hex: what the ledger compares to detect an edited migration."""
-        return sha256_hex(self.up)
+        return self.recorded_checksum or sha256_hex(self.up)
 
     @property
     def label(self) -> str:
