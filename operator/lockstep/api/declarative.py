@@ -33,7 +33,7 @@ class DesiredSchemaSource(Model):
     )
     dev_database: DevDatabase | None = Field(
         default=None,
-        description="Where to load the desired schema to normalise it (default: a scratch "
+        description="Where to load the desired schema to normalise it (when unset: a scratch "
         "database on the target's own server, which needs CREATEDB).",
     )
 
@@ -51,8 +51,8 @@ class DeclarativeMigration(StatusModel):
 class DeclarativeStatus(StatusModel):
     """The plan generated from the desired schema, and the one being applied."""
 
-    plan_hash: str | None = Field(
-        default=None,
+    plan_hash: str = Field(
+        default="",
         description="Hash of the current plan; approve it with the annotation "
         "lockstep.dev/approve-plan=<hash>. Empty when the database matches the desired schema.",
     )
@@ -61,7 +61,7 @@ class DeclarativeStatus(StatusModel):
     )
     hazards: list[str] = Field(default_factory=list, description="Hazards the plan contains.")
     approved_hash: str | None = Field(
-        default=None, description="Hash of the approved plan being applied."
+        default=None, description="Hash of the last approved plan (applied, or being applied)."
     )
     approved: list[DeclarativeMigration] = Field(
         default_factory=list, description="The approved plan's migrations (applied in order)."

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from .. import metrics
 from ..api.base import RequestRecord, timestamp
 from ..api.base import now as utcnow
+from ..api.declarative import APPROVE_ANNOTATION, DesiredSchemaSource
 from ..api.migration import (
     AppliedRecord,
     BackupRecord,
@@ -46,6 +47,7 @@ from ..objects import Snapshot, mark_invalid, write_status
 from ..postgres import DatabaseError, connect, server_version
 from ..redact import redact, remember
 from ..release.world import JobView
+from ..schema import declarative
 from . import engine
 from .gate import (
     ReleaseGate,
@@ -161,6 +163,8 @@ class Reconciliation:
     def migrations(self) -> list[Migration]:
         source = self.spec.source
         try:
+            if source.desired_schema is not None:
+                return self.declarative(source.desired_schema)
             if source.migrations is not None:
                 return from_inline(source.migrations)
             assert source.config_map_ref is not None
@@ -170,6 +174,40 @@ class Reconciliation:
             raise self.stall("SourceNotFound", f"{exc}; nothing was done", delay=10) from None
         except SourceError as exc:
             raise self.stall("InvalidSource", f"{exc}; nothing was done") from None
+
+    def declarative(self, desired: DesiredSchemaSource) -> list[Migration]:
+        """Declarative mode (lockstep.schema.declarative): the approved plan's migrations, or
+        a reason to wait (for an approval, or for a fix of the desired schema)."""
+        dev = desired.dev_database
+        server_url = None
+        if dev is not None:
+            server_url = self.kube.secret_value(
+                self.obj.namespace, dev.url_from.name, dev.url_from.key
+            )
+            remember(server_url)
+        try:
+            decision = declarative.plan_pass(
+                url=self.url,
+                desired=self.kube.configmap_data(self.obj.namespace, desired.config_map_ref.name),
+                allow_hazards=desired.allow_hazards,
+                server_url=server_url,
+                previous=self.st.declarative,
+                approved=self.obj.annotations.get(APPROVE_ANNOTATION),
+                dry_run=self.spec.dry_run,
+                name=self.obj.name,
+            )
+        except DatabaseError as exc:
+            raise self.stall("DatabaseUnreachable", str(exc), delay=10) from None
+        self.st.declarative = decision.status
+        waiting = decision.outcome
+        if isinstance(waiting, declarative.Waiting):
+            if waiting.stalled:
+                raise self.stall(waiting.reason, waiting.message)
+            self.settle(
+                "WaitingForApproval", Health.PAUSED, waiting.reason, waiting.message, "Normal"
+            )
+            raise Stop(waiting.delay)
+        return waiting.migrations
 
     def server(self) -> tuple[int, int]:
         try:

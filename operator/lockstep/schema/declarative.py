@@ -70,12 +70,18 @@ def plan_hash(migrations: Sequence[GeneratedMigration]) -> str:
 
 
 def versions_after(applied: Sequence[str], count: int, now: datetime) -> list[str]:
-    """`count` versions one second apart from now (UTC yyyymmddHHMMSS), after every applied
-    version (lexically, as lockstep sorts versions)."""
+    """`count` versions after every applied version (lexically, as lockstep sorts them): UTC
+    timestamps (yyyymmddHHMMSS) one second apart from now, or from just after the latest
+    applied timestamp when that is later; after a latest version that is no timestamp and
+    sorts after one, that version with a counter."""
     start = now.astimezone(UTC).replace(microsecond=0)
     latest = max(applied, default="")
-    while start.strftime("%Y%m%d%H%M%S") <= latest:
-        start += timedelta(seconds=1)
+    if latest >= start.strftime("%Y%m%d%H%M%S"):
+        try:
+            start = datetime.strptime(latest, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+            start += timedelta(seconds=1)
+        except ValueError:
+            return [f"{latest}_{i + 1:04d}" for i in range(count)]
     return [(start + timedelta(seconds=i)).strftime("%Y%m%d%H%M%S") for i in range(count)]
 
 
@@ -137,11 +143,11 @@ def decide(
         raise ValueError("a plan must be generated when no approved plan is in progress")
     history = placeholders(applied, set())
     if generate.error is not None:
-        status.plan_hash, status.migrations, status.hazards = None, [], []
+        status.plan_hash, status.migrations, status.hazards = "", [], []
         status.message = generate.error
         return Decision(Waiting("InvalidDesiredSchema", generate.error, stalled=True), status)
     if not generate.migrations:
-        status.plan_hash, status.migrations, status.hazards = None, [], []
+        status.plan_hash, status.migrations, status.hazards = "", [], []
         status.message = "the database matches the desired schema"
         return Decision(Source(history), status)
     digest = plan_hash(generate.migrations)
@@ -204,7 +210,7 @@ def plan_pass(
     from lockstep.migrations import engine
     from lockstep.postgres import DatabaseError
 
-    from .diff import DiffError
+    from .diff import DiffError, HazardError
     from .generate import generate
     from .scratch import ScratchError
 
@@ -224,6 +230,13 @@ def plan_pass(
                 try:
                     result = generate(url, paths, allow=allow_hazards, server_url=server_url)
                     generated = Generated(result.migrations, result.hazards)
+                except HazardError as error:
+                    kinds = ", ".join(sorted({kind for kind, _ in error.hazards}))
+                    generated = Generated(
+                        (),
+                        error=f"{error}; in a DatabaseMigration, list them in "
+                        f"spec.source.desiredSchema.allowHazards: [{kinds}]",
+                    )
                 except (DiffError, ScratchError, DatabaseError) as error:
                     generated = Generated((), error=str(error))
     return decide(previous, applied, generated, approved, dry_run, datetime.now(UTC), name)
