@@ -73,6 +73,12 @@ def _register_lint(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", type=Path)
     parser.add_argument("--format", choices=("text", "json", "github"), default="text")
     parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="do not read or write the statement cache ($LOCKSTEP_CACHE_DIR, else "
+        "~/.cache/lockstep), which lets a re-lint skip parsing statements it has seen",
+    )
+    parser.add_argument(
         "--include-down",
         action="store_true",
         help="in directories, lint the down migrations too (a file named on the command "
@@ -243,7 +249,9 @@ def _add_policy_options(parser: argparse.ArgumentParser) -> None:
 
 def run_lint(args: argparse.Namespace) -> int:
     from lockstep.lint import format_github, format_json, format_text, lint_set, lint_sql
+    from lockstep.lint.reading import cache_directory, use_disk_cache
 
+    cache = use_disk_cache(None if args.no_cache else cache_directory())
     config = _lint_config(args)
     known = None
     url = optional_database_url(args)
@@ -260,6 +268,8 @@ def run_lint(args: argparse.Namespace) -> int:
         (origin, lint_sql(text, config, path=origin) if is_down else next(up_results))
         for text, origin, is_down in inputs
     ]
+    if cache is not None:
+        cache.save()
     if args.format == "json":
         rendered = format_json(results)
     elif args.format == "github":

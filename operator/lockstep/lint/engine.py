@@ -6,9 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from sqlglot import exp
-
-from lockstep.lint import parse
+from lockstep.lint import reading
 from lockstep.lint.checks import PARSED_KINDS, check_for, classify, sqlglot_lacks
 from lockstep.lint.checks.base import Context, FileState, Hit, Outcome
 from lockstep.lint.directives import Directives, Ignore, read_directives
@@ -21,29 +19,12 @@ from lockstep.lint.model import (
     StatementInfo,
     is_session_setting,
 )
+from lockstep.lint.reading import StatementRead, SyntaxProblem
 from lockstep.lint.rules import COMPATIBILITY_RULES, RULES, Severity
 from lockstep.lint.split import LineIndex, RawStatement, split_statements
-from lockstep.lint.tokens import QUOTED, WORD, TokenList, TokenView, token_list
+from lockstep.lint.tokens import QUOTED, WORD, TokenView
 
 _MAX_IDENTIFIER_BYTES = 63
-
-
-@dataclass(frozen=True, slots=True)
-class StatementRead:
-    """What tokenizing, classifying and parsing one statement's text gave.
-
-    `problem` is set when the text could not be tokenized (then `tokens` is None) or sqlglot
-    rejected it; `problem_offset` is where, relative to the statement. `tree` is kept only
-    for the data statements, whose checks read it.
-    """
-
-    tokens: TokenList | None
-    kind: str
-    start: int
-    problem: parse.SyntaxProblem | None
-    problem_offset: int
-    tree: exp.Expr | None
-
 
 _TREE_KINDS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "WITH"})
 
@@ -51,17 +32,34 @@ _TREE_KINDS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "WITH"
 @lru_cache(maxsize=8192)
 def read_statement(text: str) -> StatementRead:
     """Tokenize, classify and parse one statement; cached by its text, since the operator
-    lints the same migrations on every reconcile (the result is never changed)."""
+    lints the same migrations on every reconcile (the result is never changed), and on disk
+    when the command line turned that on (then sqlglot is imported only for new text)."""
+    disk = reading.ACTIVE.disk
+    if disk is not None:
+        found = disk.get(text)
+        if found is not None:
+            return found
+    read = _read(text)
+    if disk is not None:
+        disk.put(text, read)
+    return read
+
+
+def _read(text: str) -> StatementRead:
+    from sqlglot import exp
+
+    from lockstep.lint import parse
+
     tokens = parse.tokenize(text)
-    if isinstance(tokens, parse.SyntaxProblem):
+    if isinstance(tokens, SyntaxProblem):
         return StatementRead(None, "", 0, tokens, 0, None)
-    flat = token_list(tokens)
+    flat = parse.token_list(tokens)
     view = TokenView(flat, text, 0)
     kind, start = classify(view) if view.n else ("", 0)
     if not kind or kind not in PARSED_KINDS or sqlglot_lacks(kind, view):
         return StatementRead(flat, kind, start, None, 0, None)
     parsed = parse.parse(tokens, text)
-    if isinstance(parsed, parse.SyntaxProblem):
+    if isinstance(parsed, SyntaxProblem):
         offset = next(
             (
                 token.start
@@ -71,8 +69,12 @@ def read_statement(text: str) -> StatementRead:
             0,
         )
         return StatementRead(flat, kind, start, parsed, offset, None)
-    tree = parsed if kind in _TREE_KINDS and not isinstance(parsed, exp.Command) else None
-    return StatementRead(flat, kind, start, None, 0, tree)
+    data = (
+        parse.data_facts(parsed)
+        if parsed is not None and kind in _TREE_KINDS and not isinstance(parsed, exp.Command)
+        else None
+    )
+    return StatementRead(flat, kind, start, None, 0, data)
 
 
 def clear_caches() -> None:
@@ -215,11 +217,11 @@ class _FileLint:
                 outcome = _unparsed()
                 outcome.hits.append(syntax_hit)
                 return outcome
-        tree = read.tree
+        data = read.data
         outcome = Outcome(kind=kind)
         if syntax_hit is not None:
             outcome.hits.append(syntax_hit)
-        context = Context(view, tree, self.state, self.config, outcome, start)
+        context = Context(view, data, self.state, self.config, outcome, start)
         try:
             check_for(kind, view)(context)
         except Exception as error:  # keep linting the other statements

@@ -201,8 +201,12 @@ class Plan:
 
     @property
     def lint_blocked(self) -> tuple[Step, ...]:
-        """Up steps that may not be applied because the lint found errors in them."""
-        return tuple(s for s in self.steps if s.direction == "up" and s.lint_errors)
+        """Up migrations up to the target, held back or not, with lint errors: nothing is
+        applied while one has them (every pending migration is linted before the database is
+        touched; a contract migration that cannot run would strand the expand ones)."""
+        return tuple(
+            s for s in (*self.steps, *self.held_back) if s.direction == "up" and s.lint_errors
+        )
 
     @property
     def up_to_date(self) -> bool:

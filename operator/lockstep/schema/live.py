@@ -57,8 +57,9 @@ class LiveFacts:
         """What the catalog proves, in the lint's terms: column types, columns with a CHECK,
         and columns that are NOT NULL or have a validated CHECK (c IS NOT NULL)."""
         from lockstep.lint.facts import parse_type
-        from lockstep.lint.parse import SyntaxProblem, tokenize
-        from lockstep.lint.tokens import TokenView, token_list
+        from lockstep.lint.parse import token_list, tokenize
+        from lockstep.lint.reading import SyntaxProblem
+        from lockstep.lint.tokens import TokenView
 
         state = FileState()
         for table in self.catalog.tables:

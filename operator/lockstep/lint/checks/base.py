@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from sqlglot import exp
-
+from lockstep.lint.datafacts import DataFacts
 from lockstep.lint.facts import PgType, stronger_lock
 from lockstep.lint.model import LintConfig
 from lockstep.lint.tokens import TokenView
@@ -153,7 +152,8 @@ class Context:
     """Everything a check of one statement may read, and the outcome it writes."""
 
     view: TokenView
-    tree: exp.Expr | None
+    data: DataFacts | None
+    """What a data statement's syntax tree says (None for other statements)."""
     state: FileState
     config: LintConfig
     outcome: Outcome
