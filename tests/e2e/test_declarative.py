@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 from tests.e2e.conftest import Kubectl
+from tests.e2e.test_migration import secret
 from tests.env.operator_runner import OperatorProcess
 
 pytestmark = pytest.mark.cluster
@@ -40,15 +41,6 @@ def declarative(**spec: Any) -> dict[str, Any]:
             "policy": {"backup": "never"},
             **spec,
         },
-    }
-
-
-def secret(url: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "shop-db"},
-        "stringData": {"url": url},
     }
 
 

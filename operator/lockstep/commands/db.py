@@ -129,14 +129,7 @@ def _register_plan(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="run each pending statement on a schema-only scratch copy of the database and "
         "show the lock it really takes (the target is not touched)",
     )
-    parser.add_argument(
-        "--scratch-from",
-        choices=("dump", "migrations"),
-        default="dump",
-        help="build the scratch copy from pg_dump --schema-only (default) or by replaying "
-        "the applied migrations",
-    )
-    add_dev_url_option(parser)
+    add_scratch_options(parser)
     _add_lint_options(parser)
     _add_policy_options(parser)
     parser.set_defaults(handler=_guarded("plan", run_plan))
@@ -203,6 +196,18 @@ def add_url_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
         metavar="PATH",
         type=Path,
         help="file that holds the database URL (a mounted Secret, for example)",
+    )
+
+
+def add_scratch_options(parser: argparse.ArgumentParser) -> None:
+    """Where and how the schema-only scratch copy of the probe is made."""
+    add_dev_url_option(parser)
+    parser.add_argument(
+        "--scratch-from",
+        choices=("dump", "migrations"),
+        default="dump",
+        help="build the schema-only scratch copy from a pg_dump --schema-only of the target "
+        "(default), or by replaying the applied migrations of DIR",
     )
 
 

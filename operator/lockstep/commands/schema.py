@@ -25,6 +25,7 @@ from lockstep.commands.db import (
     _lint_config,
     _load,
     add_dev_url_option,
+    add_scratch_options,
     add_url_options,
     database_url,
     dev_database_url,
@@ -35,17 +36,6 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     _register_analyze(subparsers)
     _register_check_compatibility(subparsers)
     _register_diff(subparsers)
-
-
-def _scratch_options(parser: argparse.ArgumentParser) -> None:
-    add_dev_url_option(parser)
-    parser.add_argument(
-        "--scratch-from",
-        choices=("dump", "migrations"),
-        default="dump",
-        help="build the schema-only scratch copy from a pg_dump --schema-only of the target "
-        "(default), or by replaying the applied migrations of DIR",
-    )
 
 
 def _register_analyze(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -68,7 +58,7 @@ def _register_analyze(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="report transactions open longer than this (default: 30)",
     )
     parser.add_argument("--format", choices=("text", "json"), default="text")
-    _scratch_options(parser)
+    add_scratch_options(parser)
     _add_lint_options(parser)
     parser.set_defaults(handler=_guarded("analyze", run_analyze))
 

@@ -36,9 +36,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 from .catalog import Catalog, Column, Constraint, Enum, Index, SequenceDef, Table, View, split_name
 from .hazards import HAZARDS
@@ -1087,44 +1087,46 @@ def _alter_sequence(sequence: SequenceDef) -> str:
     )
 
 
-def _referencing_first(tables: Sequence[Table]) -> list[Table]:
-    """Tables ordered so that one referencing another (by a foreign key) comes first."""
-    names = {table.name: table for table in tables}
-    ordered: list[Table] = []
+_Named = TypeVar("_Named", Table, View)
+
+
+def _after(items: Sequence[_Named], first: Callable[[_Named], Iterable[str]]) -> list[_Named]:
+    """`items` in an order where each comes after the items (of the list) that `first`
+    names for it; cycles are broken where they close."""
+    names = {item.name: item for item in items}
+    ordered: list[_Named] = []
     done: set[str] = set()
 
-    def visit(table: Table, path: tuple[str, ...]) -> None:
-        if table.name in done or table.name in path:
+    def visit(item: _Named, path: tuple[str, ...]) -> None:
+        if item.name in done or item.name in path:
             return
-        for other in tables:
-            if any(c.references == table.name for c in other.constraints if other is not table):
-                visit(names[other.name], (*path, table.name))
-        done.add(table.name)
-        ordered.append(table)
+        for name in first(item):
+            if name in names:
+                visit(names[name], (*path, item.name))
+        done.add(item.name)
+        ordered.append(item)
 
-    for table in tables:
-        visit(table, ())
+    for item in sorted(items, key=lambda i: i.name):
+        visit(item, ())
     return ordered
+
+
+def _referencing_first(tables: Sequence[Table]) -> list[Table]:
+    """Tables ordered so that one referencing another (by a foreign key) comes first."""
+
+    def referencing(table: Table) -> list[str]:
+        return [
+            other.name
+            for other in tables
+            if other is not table and any(c.references == table.name for c in other.constraints)
+        ]
+
+    return _after(tables, referencing)
 
 
 def _view_order(views: Sequence[View]) -> list[View]:
     """Views in an order where each comes after the views (of the list) it reads."""
-    names = {view.name: view for view in views}
-    ordered: list[View] = []
-    done: set[str] = set()
-
-    def visit(view: View, path: tuple[str, ...]) -> None:
-        if view.name in done or view.name in path:
-            return
-        for read in view.reads:
-            if read in names:
-                visit(names[read], (*path, view.name))
-        done.add(view.name)
-        ordered.append(view)
-
-    for view in sorted(views, key=lambda v: v.name):
-        visit(view, ())
-    return ordered
+    return _after(views, lambda view: view.reads)
 
 
 def _header(group: Group) -> str:
