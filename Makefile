@@ -58,6 +58,7 @@ bench: controlplane   ## the benchmarks of tests/bench (figures in docs/benchmar
 	$(PY) tests/bench/bench_lint.py
 	$(PY) tests/bench/bench_write_stall.py
 	$(PY) tests/bench/bench_release.py
+	$(PY) tests/bench/bench_diff.py
 
 crds: deps            ## regenerate crds/ and helm/lockstep/crds/ from the models
 	$(PY) -m lockstep crds

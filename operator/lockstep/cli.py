@@ -15,12 +15,12 @@ from types import ModuleType
 from typing import Any, NoReturn
 
 from lockstep import __version__
-from lockstep.commands import db, mask, operator
+from lockstep.commands import db, mask, operator, schema
 from lockstep.redact import RedactingFilter
 
 Handler = Callable[[argparse.Namespace], int]
 
-COMMANDS: list[ModuleType] = [db, operator]
+COMMANDS: list[ModuleType] = [db, schema, operator]
 """Modules that add subcommands; append one to add its commands."""
 
 EXIT_OK = 0

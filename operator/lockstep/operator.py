@@ -27,6 +27,7 @@ from prometheus_client import start_http_server
 
 from . import GROUP, VERSION, metrics
 from .api.base import now as utcnow
+from .api.declarative import APPROVE_ANNOTATION
 from .api.protocol import RequestAck
 from .kube import Kube, load_api_client
 from .migrations import reconcile as migration_reconcile
@@ -466,7 +467,12 @@ async def migration_daemon(
     async def one_pass() -> float:
         nonlocal quiet_on
         obj = Snapshot.of("DatabaseMigration", "databasemigrations", latest.get())
-        source = (obj.spec.get("source") or {}).get("configMapRef") or {}
+        spec_source = obj.spec.get("source") or {}
+        source = (
+            spec_source.get("configMapRef")
+            or (spec_source.get("desiredSchema") or {}).get("configMapRef")
+            or {}
+        )
         if source.get("name"):
             dependencies.set((wakers.configmap_users, (namespace, str(source["name"]))))
         else:
@@ -479,6 +485,7 @@ async def migration_daemon(
         inputs = (
             obj.generation,
             obj.annotations.get(migration_reconcile.REQUEST_ANNOTATION),
+            obj.annotations.get(APPROVE_ANNOTATION),
             _first(configmaps, (namespace, source.get("name"))) if source.get("name") else None,
             tuple((c.release, c.current, c.claim.model_dump_json()) for c in world.claims),
             tuple(sorted((j.name, j.phase) for j in world.jobs.values())),

@@ -302,3 +302,39 @@ def test_python_dash_m_lockstep_runs_the_same_cli(migrations: Path, database_url
     assert result.returncode == 0, result.stderr
     assert "target version:  003" in result.stdout
     assert_no_secret(database_url, result.stdout, result.stderr)
+
+
+def test_plan_and_a_dry_run_reach_the_same_decision_on_a_later_lint_error(
+    migrations: Path, url_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (migrations / "004_drop_name.up.sql").write_text("ALTER TABLE users DROP COLUMN name;\n")
+    (migrations / "005_blocking_index.up.sql").write_text(
+        "CREATE INDEX users_name_idx ON users (email);\n"
+    )
+    plan_code, plan_out, plan_err = run(
+        capsys, "plan", "--database-url-env", url_env, str(migrations)
+    )
+    dry_code, dry_out, dry_err = run(
+        capsys, "apply", "--dry-run", "--database-url-env", url_env, str(migrations)
+    )
+    assert plan_code == dry_code == 1
+    assert "005 (blocking_index)" in plan_err and "005 (blocking_index)" in dry_err
+    assert "require-concurrent-index-creation" in plan_err
+    # the same plan is shown by both, and nothing was applied
+    assert plan_out + "dry run: nothing was changed\n" == dry_out
+
+
+def test_a_lint_error_above_the_target_does_not_block(
+    migrations: Path, url_env: str, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (migrations / "004_blocking_index.up.sql").write_text(
+        "CREATE INDEX users_name_idx ON users (email);\n"
+    )
+    plan_code, _, _ = run(
+        capsys, "plan", "--database-url-env", url_env, "--target", "003", str(migrations)
+    )
+    code, _, err = run(
+        capsys, "apply", "--database-url-env", url_env, "--target", "003", str(migrations)
+    )
+    assert plan_code == code == 0, err
+    assert applied_versions(database_url) == ["001", "002", "003"]

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from lockstep.cli import main
+from lockstep.migrations.source import NEW_NAME_RULE
 
+REPO = Path(__file__).resolve().parents[2]
 SAFE = "ALTER TABLE users ADD COLUMN email text;\n"
 UNSAFE = "CREATE INDEX users_email_idx ON users (email);\n"
 SECRET_URL = "postgresql://app:Sup3r-s3cret-pw@db.internal:5432/app"
@@ -22,6 +24,36 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 # ------------------------------------------------------------------------------------ lint
+
+
+def test_lint_reports_what_apply_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "002_email.up.sql"
+    path.write_text(
+        "ALTER TABLE users ADD COLUMN email text;\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS users_email_idx ON users (email);\n"
+    )
+    code, out, _ = run(capsys, "lint", str(path))
+    assert code == 1
+    assert "error[mixed-transaction-modes]" in out
+
+
+def test_lint_carries_facts_across_the_migrations_of_a_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "001_check.up.sql").write_text(
+        "ALTER TABLE users ADD CONSTRAINT users_email_nn CHECK (email IS NOT NULL) NOT VALID;\n"
+    )
+    (tmp_path / "002_validate.up.sql").write_text(
+        "ALTER TABLE users VALIDATE CONSTRAINT users_email_nn;\n"
+    )
+    (tmp_path / "003_not_null.up.sql").write_text(
+        "-- lockstep:phase=contract\nALTER TABLE users ALTER COLUMN email SET NOT NULL;\n"
+    )
+    code, out, _ = run(capsys, "lint", "--ignore", "require-table-schema", str(tmp_path))
+    assert code == 0, out
+    assert "adding-not-nullable-field" not in out
 
 
 def test_lint_passes_a_safe_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -159,7 +191,26 @@ def test_a_scaffolded_migration_lints_clean(
     assert code == 0
 
 
-@pytest.mark.parametrize("name", ["add email", "../escape", "", "a/b", "-flag-like", "x.up"])
+@pytest.mark.parametrize("name", ["add_email", "AddEmail2", "7-seas", "x" * 128])
+def test_new_accepts_what_the_docs_allow(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "new", name, "--dir", str(tmp_path))
+    assert code == 0, err
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_new_and_the_docs_state_the_same_name_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    docs = " ".join((REPO / "docs" / "cli.md").read_text().split())
+    assert f"`NAME` may contain {NEW_NAME_RULE};" in docs
+    code, _, err = run(capsys, "new", "bad name", "--dir", "unused")
+    assert code == 2
+    assert NEW_NAME_RULE in err
+
+
+@pytest.mark.parametrize(
+    "name", ["add email", "../escape", "", "a/b", "-flag-like", "x.up", "_x", "x" * 129]
+)
 def test_new_refuses_bad_names(
     name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -101,7 +101,7 @@ def test_observed_generation_is_an_integer_for_kstatus() -> None:
 
 def test_cel_rules_guard_what_the_schema_alone_cannot() -> None:
     text = yaml.safe_dump(all_crds())
-    assert "has(self.migrations) != has(self.configMapRef)" in text
+    assert "has(self.migrations), has(self.configMapRef), has(self.desiredSchema)" in text
     assert "self.min <= self.max" in text
     assert "previewService != self.service" in text
 

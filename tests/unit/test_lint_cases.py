@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from lockstep.lint import RULES, LintConfig, LintResult, lint_sql
+from lockstep.lint import RULES, LintConfig, LintResult, lint_set, lint_sql
 
 BASE = LintConfig(ignore=frozenset({"require-table-schema"}))
 OLD_PG = LintConfig(pg_version=(10, 0), ignore=frozenset({"require-table-schema"}))
@@ -229,10 +229,21 @@ CASES: list[Case] = [
         [("disallowed-unique-constraint", 1)],
     ),
     Case(
-        "unique constraint using an index built concurrently",
+        "unique constraint using an index built concurrently, in one file",
         "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS users_email_key ON users (email);\n"
         "ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE USING INDEX users_email_key;",
-        [("unique-on-existing-rows", 1)],
+        [("mixed-transaction-modes", 1), ("unique-on-existing-rows", 1)],
+    ),
+    Case(
+        "unique constraint using an index built concurrently in an earlier migration",
+        "ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE USING INDEX users_email_key;",
+        [],
+    ),
+    Case(
+        "session settings may precede a concurrent build; they still change timeouts",
+        "SET statement_timeout = '1h';\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS users_email_idx ON users (email);",
+        [("ban-timeout-change", 1)],
     ),
     Case(
         "primary key",
@@ -355,8 +366,29 @@ CASES: list[Case] = [
         "DROP DATABASE IF EXISTS analytics;",
         [("ban-drop-database", 1)],
     ),
-    Case("truncate cascade", "TRUNCATE audit_log CASCADE;", [("ban-truncate-cascade", 1)]),
-    Case("truncate without cascade", "TRUNCATE audit_log;", []),
+    Case(
+        "truncate cascade",
+        "TRUNCATE audit_log CASCADE;",
+        [("ban-truncate", 1), ("ban-truncate-cascade", 1)],
+    ),
+    Case("truncate without cascade", "TRUNCATE audit_log;", [("ban-truncate", 1)]),
+    Case("truncate of a table the file creates", "CREATE TABLE t (id bigint);\nTRUNCATE t;", []),
+    Case(
+        "revoke breaks the running version",
+        "REVOKE SELECT ON public.users FROM app_reader;",
+        [("ban-revoke", 1)],
+    ),
+    Case("grant is additive", "GRANT SELECT ON public.users TO app_reader;", []),
+    Case(
+        "explicit table lock",
+        "LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE;\nALTER TABLE users ADD COLUMN a text;",
+        [("explicit-table-lock", 1)],
+    ),
+    Case(
+        "lock on a table the file creates",
+        "CREATE TABLE t (id bigint);\nLOCK TABLE t;",
+        [],
+    ),
     Case(
         "rename column",
         "ALTER TABLE users RENAME COLUMN name TO full_name;",
@@ -665,6 +697,40 @@ CASES: list[Case] = [
         NO_RUNNER_TIMEOUTS,
     ),
     Case(
+        "changing a timeout the runner set",
+        "SET lock_timeout = '30s';\n"
+        "SET LOCAL statement_timeout = 0;\n"
+        "RESET ALL;\n"
+        "SELECT set_config('lock_timeout', '0', false);\n"
+        "SET search_path = app;\n"
+        "ALTER TABLE users ADD COLUMN nick text;",
+        [
+            ("ban-timeout-change", 1),
+            ("ban-timeout-change", 2),
+            ("ban-timeout-change", 3),
+            ("ban-timeout-change", 4),
+        ],
+    ),
+    Case(
+        "a timeout change after review",
+        "-- lockstep-ignore: ban-timeout-change -- this backfill needs longer\n"
+        "SET statement_timeout = '30min';\n"
+        "ALTER TABLE users ADD COLUMN nick text;",
+        [],
+    ),
+    Case(
+        "a transactional statement beside a concurrent index build",
+        "ALTER TABLE users ADD COLUMN email text;\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS users_email_idx ON users (email);",
+        [("mixed-transaction-modes", 2)],
+    ),
+    Case(
+        "only statements that run outside a transaction",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS users_email_idx ON users (email);\n"
+        "DROP INDEX CONCURRENTLY IF EXISTS users_old_idx;",
+        [],
+    ),
+    Case(
         "a zero timeout does not count",
         "SET lock_timeout = 0;\n"
         "SET statement_timeout = '1h';\n"
@@ -699,13 +765,13 @@ CASES: list[Case] = [
         "valid PostgreSQL that sqlglot lacks is not a syntax error",
         "CREATE TABLE t (a bigint NOT NULL CONSTRAINT c CHECK (a > 0) NO INHERIT);\n"
         "INSERT INTO t OVERRIDING SYSTEM VALUE VALUES (1);\n"
-        "DROP INDEX CONCURRENTLY IF EXISTS i1;\n"
         "DROP TYPE IF EXISTS a, b;\n"
         "COMMENT ON TABLE users IS NULL;\n"
         "CREATE INDEX IF NOT EXISTS t_a_idx ON ONLY t (a);\n"
         "UPDATE users SET a = 1;",
-        [("backfill-without-batching", 7)],
+        [("backfill-without-batching", 6)],
     ),
+    Case("drop index concurrently with a list", "DROP INDEX CONCURRENTLY IF EXISTS i1;", []),
     Case(
         "DO block",
         "DO $$ BEGIN UPDATE users SET a = 1; END $$;",
@@ -1123,6 +1189,25 @@ def test_finding_points_at_the_offending_token() -> None:
         ("ALTER TABLE users DROP COLUMN legacy;", "contract", True),
         ("ALTER TABLE users RENAME COLUMN a TO b;", "contract", True),
         ("TRUNCATE sessions;", "contract", True),
+        ("UPDATE users SET plan = 'free';", "contract", True),
+        ("DELETE FROM sessions WHERE expires_at < now();", "contract", True),
+        ("UPDATE users SET plan = 'free' WHERE id < 1000;", "expand", True),
+        ("REVOKE SELECT ON users FROM reporting;", "contract", True),
+        # what the lint cannot analyse is contract until a reviewer says otherwise
+        ("DO $$ BEGIN PERFORM 1; END $$;", "contract", True),
+        ("EXECUTE prepared_change;", "contract", True),
+        ("ALTER TABLE users FROBNICATE everything;", "contract", True),
+        ("SELEC 1;", "contract", True),
+        (
+            "-- lockstep-ignore: unrecognized-statement\nDO $$ BEGIN PERFORM 1; END $$;",
+            "expand",
+            True,
+        ),
+        (
+            "-- lockstep-ignore: syntax-error\nALTER TABLE users ADD COLUMN a text DEFAULT;",
+            "expand",
+            False,
+        ),
         ("ALTER TABLE users ALTER COLUMN email SET NOT NULL;", "contract", True),
         ("-- lockstep:phase=contract\nALTER TABLE users ADD COLUMN nick text;", "contract", False),
         ("-- lockstep:phase=expand\nALTER TABLE users DROP COLUMN legacy;", "expand", True),
@@ -1230,3 +1315,76 @@ def test_locking_findings_stay_errors_in_a_contract_migration() -> None:
     )
     assert result.phase == "contract"
     assert any(f.rule == "changing-column-type" and f.severity == "error" for f in result.findings)
+
+
+# ---------------------------------------------------------------- the lint fails closed
+
+
+def test_a_statement_the_lint_cannot_analyse_is_an_error_and_contract() -> None:
+    result = lint_sql("DO $$ BEGIN EXECUTE 'ALTER TABLE users DROP COLUMN a'; END $$;")
+    [finding] = result.findings
+    assert (finding.rule, finding.severity) == ("unrecognized-statement", "error")
+    assert result.phase == "contract"
+
+
+def test_a_configured_ignore_counts_as_review() -> None:
+    reviewed = LintConfig(ignore=frozenset({"unrecognized-statement"}))
+    result = lint_sql("DO $$ BEGIN PERFORM 1; END $$;", reviewed)
+    assert result.findings == []
+    assert result.phase == "expand"
+
+
+# ---------------------------------------------------------------- facts across one migration set
+
+
+def test_a_check_validated_in_an_earlier_migration_satisfies_a_later_set_not_null() -> None:
+    first, second, third = lint_set(
+        [
+            (
+                "ALTER TABLE users ADD CONSTRAINT users_email_nn "
+                "CHECK (email IS NOT NULL) NOT VALID;",
+                "001.up.sql",
+            ),
+            ("ALTER TABLE users VALIDATE CONSTRAINT users_email_nn;", "002.up.sql"),
+            ("ALTER TABLE users ALTER COLUMN email SET NOT NULL;", "003.up.sql"),
+        ],
+        BASE,
+    )
+    assert found(first) == found(second) == found(third) == []
+    # alone, the last file cannot know about the check
+    assert found(lint_sql("ALTER TABLE users ALTER COLUMN email SET NOT NULL;", BASE)) == [
+        ("adding-not-nullable-field", 1)
+    ]
+
+
+def test_validating_in_a_later_migration_is_not_the_same_transaction() -> None:
+    _, second = lint_set(
+        [
+            ("ALTER TABLE users ADD CONSTRAINT c CHECK (a > 0) NOT VALID;", "001.up.sql"),
+            ("ALTER TABLE users VALIDATE CONSTRAINT c;", "002.up.sql"),
+        ],
+        BASE,
+    )
+    assert found(second) == []
+
+
+def test_a_table_created_by_an_earlier_migration_is_an_existing_table_later() -> None:
+    _, second = lint_set(
+        [
+            ("CREATE TABLE t (id bigint, note text);", "001.up.sql"),
+            ("CREATE INDEX t_note_idx ON t (note);", "002.up.sql"),
+        ],
+        BASE,
+    )
+    assert found(second) == [("require-concurrent-index-creation", 1)]
+
+
+def test_a_column_type_from_an_earlier_migration_tells_a_safe_change() -> None:
+    _, second = lint_set(
+        [
+            ("CREATE TABLE t (id bigint, code varchar(20));", "001.up.sql"),
+            ("ALTER TABLE t ALTER COLUMN code TYPE varchar(40);", "002.up.sql"),
+        ],
+        BASE,
+    )
+    assert [rule for rule, _ in found(second)] == ["prefer-text-field"]

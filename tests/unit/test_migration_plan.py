@@ -332,3 +332,17 @@ def test_statement_summaries_are_one_line_and_short() -> None:
     assert "\n" not in summary
     assert len(summary) <= 120
     assert summary.endswith("…")
+
+
+def test_lint_errors_in_a_held_back_migration_block_too() -> None:
+    blocking = Migration("005", "index", "CREATE INDEX users_nick_idx ON users (nickname);")
+    plan = plan_for([USERS, EMAIL, DROP_NAME, blocking], applied(USERS, EMAIL))
+    assert versions(plan.steps) == []
+    assert versions(plan.held_back) == ["004", "005"]
+    assert [step.version for step in plan.lint_blocked] == ["005"]
+
+
+def test_a_lint_error_above_the_target_does_not_block() -> None:
+    blocking = Migration("005", "index", "CREATE INDEX users_nick_idx ON users (nickname);")
+    plan = plan_for([USERS, EMAIL, EMAIL_INDEX, blocking], applied(USERS), target="003")
+    assert plan.lint_blocked == ()

@@ -273,3 +273,10 @@ def test_a_byte_order_mark_is_not_part_of_the_sql(tmp_path: Path) -> None:
     (tmp_path / "001_users.up.sql").write_text("\ufeff" + CREATE, encoding="utf-8")
     (migration,) = from_directory(tmp_path)
     assert migration.up == CREATE
+
+
+def test_the_version_pattern_is_the_api_models() -> None:
+    from lockstep.api.migration import VERSION_PATTERN as API_PATTERN
+    from lockstep.migrations.source import VERSION_PATTERN
+
+    assert VERSION_PATTERN == API_PATTERN

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from .base import Condition, ConfigMapRef, Duration, Model, SecretKeyRef, StatusModel
+from .declarative import DeclarativeStatus, DesiredSchemaSource
 from .protocol import RequestAck
 
 MigrationPhase = Literal["expand", "contract"]
@@ -68,8 +69,10 @@ class MigrationSource(Model):
         "json_schema_extra": {
             "x-kubernetes-validations": [
                 {
-                    "rule": "has(self.migrations) != has(self.configMapRef)",
-                    "message": "set exactly one of source.migrations and source.configMapRef",
+                    "rule": "[has(self.migrations), has(self.configMapRef), "
+                    "has(self.desiredSchema)].filter(x, x).size() == 1",
+                    "message": "set exactly one of source.migrations, source.configMapRef and "
+                    "source.desiredSchema",
                 }
             ]
         }
@@ -84,6 +87,12 @@ class MigrationSource(Model):
         "<version>_<name>.down.sql, or the Prisma layout <version>_<name>/migration.sql "
         "written as <version>_<name>__migration.sql (ConfigMap keys cannot hold a slash). "
         "A `-- lockstep:phase=contract` line in a file sets its phase.",
+    )
+    desired_schema: DesiredSchemaSource | None = Field(
+        default=None,
+        description="Declarative mode: the schema the database should have; the operator "
+        "generates the migrations, shows the plan in status.declarative and applies it once "
+        "the annotation lockstep.dev/approve-plan carries the plan's hash.",
     )
 
 
@@ -419,6 +428,9 @@ class DatabaseMigrationStatus(StatusModel):
         default=None, description="The last lockstep.dev/request=retry@ID handled."
     )
     server_version: str | None = Field(default=None, description="PostgreSQL server version.")
+    declarative: DeclarativeStatus | None = Field(
+        default=None, description="Declarative mode: the generated plan and its approval."
+    )
 
 
 class DatabaseMigration(Model):

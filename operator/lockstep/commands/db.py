@@ -16,24 +16,24 @@ import os
 import re
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from pydantic import ValidationError
-
-from lockstep.api.migration import BackupPolicy, LintPolicy, MigrationPolicy
 from lockstep.commands import mask
-from lockstep.lint import LintConfig, LintResult, format_github, format_json, format_text, lint_sql
-from lockstep.migrations import engine
-from lockstep.migrations.engine import EngineError, RunResult
-from lockstep.migrations.linting import LintedSource, lint_config, lint_source
-from lockstep.migrations.plan import DriftError, Plan, PlanError, Step
-from lockstep.migrations.source import Migration, SourceError, check_name, from_directory
-from lockstep.postgres import DatabaseError
+from lockstep.migrations.source import NEW_NAME_RULE
 from lockstep.redact import remember
+
+if TYPE_CHECKING:  # imported where used: `lockstep lint` loads only the lint
+    from lockstep.api.migration import LintPolicy, MigrationPolicy
+    from lockstep.lint import LintConfig
+    from lockstep.lint.checks.base import FileState
+    from lockstep.migrations.engine import RunResult
+    from lockstep.migrations.linting import LintedSource
+    from lockstep.migrations.plan import Plan, Step
+    from lockstep.migrations.source import Migration
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -42,7 +42,6 @@ EXIT_USAGE = 2
 Handler = Callable[[argparse.Namespace], int]
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_NEW_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 class UsageError(Exception):
@@ -74,12 +73,30 @@ def _register_lint(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", type=Path)
     parser.add_argument("--format", choices=("text", "json", "github"), default="text")
     parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="do not read or write the statement cache ($LOCKSTEP_CACHE_DIR, else "
+        "~/.cache/lockstep), which lets a re-lint skip parsing statements it has seen",
+    )
+    parser.add_argument(
         "--include-down",
         action="store_true",
         help="in directories, lint the down migrations too (a file named on the command "
         "line is always linted)",
     )
     _add_lint_options(parser)
+    group = parser.add_argument_group(
+        "live facts (optional): table sizes, existing constraints and the server version"
+    )
+    add_url_options(group, required=False)
+    group.add_argument(
+        "--blocking-budget",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="with a database: a finding whose estimated time under its lock is below this "
+        "is a warning, not an error (default: 1)",
+    )
     parser.set_defaults(handler=_guarded("lint", run_lint))
 
 
@@ -89,7 +106,7 @@ def _register_new(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="scaffold a new migration",
         description="Create <UTC timestamp>_<name>.up.sql and .down.sql in DIR.",
     )
-    parser.add_argument("name", metavar="NAME", help="short name: letters, digits, _ and -")
+    parser.add_argument("name", metavar="NAME", help=f"short name: {NEW_NAME_RULE}")
     parser.add_argument("--dir", required=True, type=Path, metavar="DIR")
     parser.set_defaults(handler=_guarded("new", run_new))
 
@@ -106,6 +123,13 @@ def _register_plan(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--target", metavar="VERSION", help="version to reach (default: latest)")
     parser.add_argument("--allow-contract", action="store_true", help=_ALLOW_CONTRACT)
     parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="run each pending statement on a schema-only scratch copy of the database and "
+        "show the lock it really takes (the target is not touched)",
+    )
+    add_scratch_options(parser)
     _add_lint_options(parser)
     _add_policy_options(parser)
     parser.set_defaults(handler=_guarded("plan", run_plan))
@@ -154,9 +178,16 @@ def _register_rollback(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def _add_database_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", metavar="DIR", type=Path, help="the migrations directory")
-    source = parser.add_mutually_exclusive_group(required=True)
+    add_url_options(parser, required=True)
+
+
+def add_url_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """--database-url-env VAR | --database-url-file PATH (never the URL itself)."""
+    source = parser.add_mutually_exclusive_group(required=required)
     source.add_argument(
         "--database-url-env",
+        "--database-url-from-env",
+        dest="database_url_env",
         metavar="VAR",
         help="name of the environment variable that holds the database URL",
     )
@@ -168,12 +199,33 @@ def _add_database_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_scratch_options(parser: argparse.ArgumentParser) -> None:
+    """Where and how the schema-only scratch copy of the probe is made."""
+    add_dev_url_option(parser)
+    parser.add_argument(
+        "--scratch-from",
+        choices=("dump", "migrations"),
+        default="dump",
+        help="build the schema-only scratch copy from a pg_dump --schema-only of the target "
+        "(default), or by replaying the applied migrations of DIR",
+    )
+
+
+def add_dev_url_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dev-database-url-env",
+        metavar="VAR",
+        help="environment variable with the URL of a development server where lockstep may "
+        "create and drop scratch databases (default: the target's own server)",
+    )
+
+
 def _add_lint_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pg-version",
         metavar="MAJOR[.MINOR]",
-        default="15",
-        help="PostgreSQL version the rules assume (default: 15)",
+        help="PostgreSQL version the rules assume (default: the server's when a database is "
+        "given, else 15)",
     )
     parser.add_argument("--error", action="append", default=[], metavar="RULE")
     parser.add_argument("--warn", action="append", default=[], metavar="RULE")
@@ -181,21 +233,19 @@ def _add_lint_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_policy_options(parser: argparse.ArgumentParser) -> None:
-    defaults = MigrationPolicy()
-    group = parser.add_argument_group("policy (durations like 500ms, 2s, 1m30s)")
-    group.add_argument("--lock-timeout", default=defaults.lock_timeout)
-    group.add_argument("--statement-timeout", default=defaults.statement_timeout)
-    group.add_argument(
-        "--lock-timeout-retries", type=int, default=defaults.lock_timeout_retries, metavar="N"
+    group = parser.add_argument_group(
+        "policy (durations like 500ms, 2s, 1m30s; defaults as in a DatabaseMigration's policy)"
     )
-    group.add_argument("--retry-backoff", default=defaults.retry_backoff)
-    group.add_argument("--max-retry-backoff", default=defaults.max_retry_backoff)
-    group.add_argument("--runner-lock-timeout", default=defaults.runner_lock_timeout)
+    group.add_argument("--lock-timeout", help="default 2s")
+    group.add_argument("--statement-timeout", help="default 10m")
+    group.add_argument("--lock-timeout-retries", type=int, metavar="N", help="default 10")
+    group.add_argument("--retry-backoff", help="default 500ms")
+    group.add_argument("--max-retry-backoff", help="default 30s")
+    group.add_argument("--runner-lock-timeout", help="default 30s")
     group.add_argument(
         "--backup",
         choices=("auto", "always", "never"),
-        default=defaults.backup,
-        help="when plan reports a backup as needed (this command takes none)",
+        help="when plan reports a backup as needed (this command takes none); default auto",
     )
 
 
@@ -203,11 +253,28 @@ def _add_policy_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run_lint(args: argparse.Namespace) -> int:
+    from lockstep.lint import format_github, format_json, format_text, lint_set, lint_sql
+    from lockstep.lint.reading import cache_directory, use_disk_cache
+
+    cache = use_disk_cache(None if args.no_cache else cache_directory())
     config = _lint_config(args)
-    results: list[tuple[str | None, LintResult]] = []
-    for path in args.paths:
-        for text, origin in _lint_inputs(path, include_down=args.include_down):
-            results.append((origin, lint_sql(text, config, path=origin)))
+    known = None
+    url = optional_database_url(args)
+    if url is not None:
+        config, known = _live_lint_config(args, url, config)
+    inputs = [
+        item for path in args.paths for item in _lint_inputs(path, include_down=args.include_down)
+    ]
+    # The up migrations (and files named on the command line) are one set, in the order
+    # given: what an earlier one establishes counts in the later ones. Downs stand alone.
+    ups = [(text, origin) for text, origin, is_down in inputs if not is_down]
+    up_results = iter(lint_set(ups, config, known))
+    results: list[tuple[str | None, Any]] = [
+        (origin, lint_sql(text, config, path=origin) if is_down else next(up_results))
+        for text, origin, is_down in inputs
+    ]
+    if cache is not None:
+        cache.save()
     if args.format == "json":
         rendered = format_json(results)
     elif args.format == "github":
@@ -219,10 +286,10 @@ def run_lint(args: argparse.Namespace) -> int:
 
 
 def run_new(args: argparse.Namespace) -> int:
+    from lockstep.migrations.source import check_new_name
+
     name: str = args.name
-    problem = check_name(name)
-    if problem is None and not _NEW_NAME.match(name):
-        problem = "use only letters, digits, '_' and '-', starting with a letter or digit"
+    problem = check_new_name(name)
     if problem:
         raise UsageError(f"{name!r} is not a valid migration name: {problem}")
     directory: Path = args.dir
@@ -256,6 +323,8 @@ class _Inputs:
     url: str
 
     def plan(self, target: str | None, allow_contract: bool) -> Plan:
+        from lockstep.migrations import engine
+
         return engine.plan(
             self.url,
             self.source,
@@ -274,6 +343,8 @@ class _Inputs:
         allow_contract: bool,
         direction: Literal["up", "down"],
     ) -> RunResult:
+        from lockstep.migrations import engine
+
         return engine.apply(
             self.url,
             self.source,
@@ -289,6 +360,8 @@ class _Inputs:
 
 
 def _inputs(args: argparse.Namespace) -> _Inputs:
+    from lockstep.migrations.linting import lint_source
+
     source = _load(args.directory)
     policy = _policy(args)
     linted = lint_source(source, _lint_config(args, policy.lint))
@@ -296,19 +369,49 @@ def _inputs(args: argparse.Namespace) -> _Inputs:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    plan = _inputs(args).plan(args.target, args.allow_contract)
+    inputs = _inputs(args)
+    plan = inputs.plan(args.target, args.allow_contract)
+    if args.probe:
+        plan = _probed(args, inputs, plan)
     _show_plan(plan, args.format)
-    return EXIT_FAILED if plan.lint_blocked else EXIT_OK
+    _refuse_lint_errors(plan, inputs)
+    return EXIT_OK
+
+
+def _probed(args: argparse.Namespace, inputs: _Inputs, plan: Plan) -> Plan:
+    """The plan with the locks observed on a schema-only scratch copy (see schema.probe)."""
+    from lockstep.migrations.plan import with_observations
+    from lockstep.schema.probe import probe
+    from lockstep.schema.scratch import scratch_copy
+
+    steps = [*plan.steps, *plan.held_back]
+    if plan.direction != "up" or not steps:
+        return plan
+    applied = set(plan.applied_versions)
+    history = [(m.up, m.origin or m.label) for m in inputs.source if m.version in applied]
+    with scratch_copy(
+        inputs.url,
+        server_url=dev_database_url(args),
+        migrations=history if args.scratch_from == "migrations" else None,
+    ) as copy:
+        probes = probe(copy, [(s.version, inputs.linted.up[s.version].statements) for s in steps])
+    for result in probes:
+        if result.error:
+            stopped = f"probe stopped at {result.version} {result.error}"
+            print(f"lockstep plan: {mask(stopped)}", file=sys.stderr)
+    return with_observations(plan, {p.version: p.observations for p in probes})
 
 
 def run_apply(args: argparse.Namespace) -> int:
+    """`plan` and `apply --dry-run` make the same decision: both print the plan, and both
+    refuse (exit 1) exactly when apply would."""
     inputs = _inputs(args)
-    if inputs.linted.has_errors:
-        _refuse_lint_errors(inputs.url, inputs.source, inputs.linted)
+    plan = inputs.plan(args.target, args.allow_contract)
     if args.dry_run:
-        plan = inputs.plan(args.target, args.allow_contract)
         _show_plan(plan, args.format, dry_run=True)
-        return EXIT_FAILED if plan.lint_blocked else EXIT_OK
+    _refuse_lint_errors(plan, inputs)
+    if args.dry_run:
+        return EXIT_OK
     result = inputs.apply(args, args.target, args.allow_contract, "up")
     _show_result(result, args.format)
     return EXIT_OK
@@ -343,30 +446,80 @@ def _guarded(command: str, handler: Handler) -> Handler:
     def run(args: argparse.Namespace) -> int:
         try:
             return handler(args)
-        except (UsageError, SourceError) as exc:
-            _error(command, str(exc))
-            return EXIT_USAGE
-        except (CommandFailed, PlanError, EngineError, DatabaseError) as exc:
-            label = "drift" if isinstance(exc, DriftError) else "error"
+        except Exception as exc:
+            expected = _expected(exc)
+            if expected is None:
+                raise
+            code, label = expected
             _error(command, str(exc), label=label)
-            return EXIT_FAILED
+            return code
 
     return run
+
+
+# Exceptions that end a command with a message, by the module that defines them; a module
+# that was never imported cannot have raised its exception, so it is not imported to check.
+_FAILURES: tuple[tuple[str, str], ...] = (
+    ("lockstep.migrations.plan", "PlanError"),
+    ("lockstep.migrations.engine", "EngineError"),
+    ("lockstep.postgres", "DatabaseError"),
+    ("lockstep.schema.diff", "DiffError"),
+    ("lockstep.schema.scratch", "ScratchError"),
+)
+
+
+def _expected(exc: Exception) -> tuple[int, str] | None:
+    from lockstep.migrations.source import SourceError
+
+    if isinstance(exc, (UsageError, SourceError)):
+        return EXIT_USAGE, "error"
+    failures: list[type[Exception]] = [CommandFailed]
+    for module_name, class_name in _FAILURES:
+        module = sys.modules.get(module_name)
+        if module is not None:
+            failures.append(getattr(module, class_name))
+    if not isinstance(exc, tuple(failures)):
+        return None
+    plan = sys.modules.get("lockstep.migrations.plan")
+    drift = plan is not None and isinstance(exc, plan.DriftError)
+    return EXIT_FAILED, "drift" if drift else "error"
 
 
 def _error(command: str, message: str, *, label: str = "error") -> None:
     print(f"lockstep {command}: {label}: {mask(message)}", file=sys.stderr)
 
 
-def _lint_config(args: argparse.Namespace, policy: LintPolicy | None = None) -> LintConfig:
-    policy = policy or LintPolicy()
-    merged = LintPolicy(
-        errors=[*policy.errors, *args.error],
-        warnings=[*policy.warnings, *args.warn],
-        ignore=[*policy.ignore, *args.ignore],
+def _live_lint_config(
+    args: argparse.Namespace, url: str, config: LintConfig
+) -> tuple[LintConfig, FileState]:
+    """The configuration with the live database's version and table sizes, and the facts its
+    catalog proves (read in one read-only transaction)."""
+    import dataclasses
+
+    from lockstep.postgres import connect
+    from lockstep.schema.live import read_live
+
+    with connect(url, application_name="lockstep:lint") as conn:
+        facts = read_live(conn)
+    version = facts.version if args.pg_version is None else config.pg_version
+    live = dataclasses.replace(
+        config, pg_version=version, live=facts.tables(), blocking_budget=args.blocking_budget
     )
+    return live, facts.file_state()
+
+
+def _lint_config(args: argparse.Namespace, policy: LintPolicy | None = None) -> LintConfig:
+    """The policy's rules plus the command line's (what linting.lint_config does with a
+    policy, without loading the API models for a plain `lockstep lint`)."""
+    from lockstep.lint.model import LintConfig
+
     try:
-        return lint_config(merged, _pg_version(args.pg_version))
+        return LintConfig(
+            pg_version=_pg_version(args.pg_version or "15"),
+            errors=frozenset([*(policy.errors if policy else []), *args.error]),
+            warnings=frozenset([*(policy.warnings if policy else []), *args.warn]),
+            ignore=frozenset([*(policy.ignore if policy else []), *args.ignore]),
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -379,17 +532,25 @@ def _pg_version(text: str) -> tuple[int, int]:
 
 
 def _policy(args: argparse.Namespace) -> MigrationPolicy:
-    backup: BackupPolicy = args.backup
-    try:
-        return MigrationPolicy(
-            lock_timeout=args.lock_timeout,
-            statement_timeout=args.statement_timeout,
-            lock_timeout_retries=args.lock_timeout_retries,
-            retry_backoff=args.retry_backoff,
-            max_retry_backoff=args.max_retry_backoff,
-            runner_lock_timeout=args.runner_lock_timeout,
-            backup=backup,
+    from pydantic import ValidationError
+
+    from lockstep.api.migration import MigrationPolicy
+
+    given = {
+        name: getattr(args, name)
+        for name in (
+            "lock_timeout",
+            "statement_timeout",
+            "lock_timeout_retries",
+            "retry_backoff",
+            "max_retry_backoff",
+            "runner_lock_timeout",
+            "backup",
         )
+        if getattr(args, name) is not None
+    }
+    try:
+        return MigrationPolicy(**given)
     except ValidationError as exc:
         problems = "; ".join(
             f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}" for error in exc.errors()
@@ -398,23 +559,27 @@ def _policy(args: argparse.Namespace) -> MigrationPolicy:
 
 
 def _load(directory: Path) -> list[Migration]:
+    from lockstep.migrations.source import from_directory
+
     if not directory.exists():
         raise UsageError(f"{directory}: no such directory")
     return from_directory(directory)
 
 
-def _lint_inputs(path: Path, *, include_down: bool) -> list[tuple[str, str]]:
-    """(SQL, where it came from) for each file to lint under `path`.
+def _lint_inputs(path: Path, *, include_down: bool) -> list[tuple[str, str, bool]]:
+    """(SQL, where it came from, whether it is a down migration) for each file under `path`.
 
     In a directory the down migrations are left out unless asked for: they undo on purpose
     (DROP TABLE reverting CREATE TABLE), and apply does not block on their findings either.
     """
+    from lockstep.migrations.source import from_directory
+
     if path.is_dir():
-        inputs: list[tuple[str, str]] = []
+        inputs: list[tuple[str, str, bool]] = []
         for migration in from_directory(path):
-            inputs.append((migration.up, migration.origin))
+            inputs.append((migration.up, migration.origin, False))
             if include_down and migration.down is not None:
-                inputs.append((migration.down, migration.down_origin))
+                inputs.append((migration.down, migration.down_origin, True))
         return inputs
     if not path.exists():
         raise UsageError(f"{path}: no such file or directory")
@@ -424,7 +589,33 @@ def _lint_inputs(path: Path, *, include_down: bool) -> list[tuple[str, str]]:
         raise UsageError(f"{path}: not UTF-8 text") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return [(text.removeprefix("\ufeff"), str(path))]
+    return [(text.removeprefix("\ufeff"), str(path), False)]
+
+
+def optional_database_url(args: argparse.Namespace) -> str | None:
+    if (
+        getattr(args, "database_url_env", None) is None
+        and getattr(args, "database_url_file", None) is None
+    ):
+        return None
+    return _database_url(args)
+
+
+def dev_database_url(args: argparse.Namespace) -> str | None:
+    name = getattr(args, "dev_database_url_env", None)
+    if name is None:
+        return None
+    if not _ENV_NAME.match(name):
+        raise UsageError("--dev-database-url-env takes the NAME of an environment variable")
+    url = os.environ.get(name, "").strip()
+    if not url:
+        raise UsageError(f"the environment variable {name} is not set or is empty")
+    remember_url_secret(url)
+    return url
+
+
+def database_url(args: argparse.Namespace) -> str:
+    return _database_url(args)
 
 
 def _database_url(args: argparse.Namespace) -> str:
@@ -466,17 +657,28 @@ def remember_url_secret(url: str) -> None:
         remember(match.group(1))
 
 
-def _refuse_lint_errors(url: str, source: Sequence[Migration], linted: LintedSource) -> None:
-    """Stop on lint errors in migrations not yet applied; read the ledger, change nothing.
+def _refuse_lint_errors(plan: Plan, inputs: _Inputs) -> None:
+    """Stop on lint errors in the migrations not applied yet, up to the plan's target.
 
     Errors in migrations that are already applied are history: they cannot be fixed without
-    changing an applied migration, so they do not block.
+    changing an applied migration, so they do not block; nor do migrations above the target.
     """
-    applied = {row.version for row in engine.read_applied(url, application_name="lockstep:lint")}
-    pending = [m for m in source if m.version not in applied and linted.up[m.version].has_errors]
+    if plan.direction == "down":
+        return
+    applied = set(plan.applied_versions)
+    target = plan.target_version
+    pending = [
+        m
+        for m in inputs.source
+        if m.version not in applied
+        and (target is None or m.version <= target)
+        and inputs.linted.up[m.version].has_errors
+    ]
     if pending:
+        from lockstep.lint import format_text
+
         for migration in pending:
-            sys.stderr.write(format_text(linted.up[migration.version], migration.origin))
+            sys.stderr.write(format_text(inputs.linted.up[migration.version], migration.origin))
         raise CommandFailed(
             "the lint found errors in "
             + ", ".join(m.label for m in pending)
@@ -532,6 +734,9 @@ def _step_document(step: Step) -> dict[str, Any]:
                 "line": s.line,
                 "summary": mask(s.summary),
                 "lock": s.lock,
+                "observed": s.observed,
+                **({"ruleLock": s.rule_lock} if s.rule_lock else {}),
+                **({"probeNotes": list(s.probe_notes)} if s.probe_notes else {}),
                 "transactional": s.transactional,
                 "classes": list(s.classes),
             }
@@ -574,7 +779,10 @@ def _print_step(step: Step, out: TextIO) -> None:
     print(f"  {step.label}  {step.phase} ({source}), {mode}", file=out)
     for statement in step.statements:
         lock = statement.lock or "-"
-        print(f"    line {statement.line:<4} {lock:<22} {mask(statement.summary)}", file=out)
+        seen = "  [observed]" if statement.observed else ""
+        print(f"    line {statement.line:<4} {lock:<22} {mask(statement.summary)}{seen}", file=out)
+        for note in statement.probe_notes:
+            print(f"      probe: {note}", file=out)
     for error in step.lint_errors:
         print(f"    lint error: {error}", file=out)
 

@@ -2,40 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from sqlglot import exp
-
-from lockstep.lint import parse
+from lockstep.lint import reading
 from lockstep.lint.checks import PARSED_KINDS, check_for, classify, sqlglot_lacks
 from lockstep.lint.checks.base import Context, FileState, Hit, Outcome
 from lockstep.lint.directives import Directives, Ignore, read_directives
 from lockstep.lint.facts import blocks_traffic
-from lockstep.lint.model import Finding, LintConfig, LintResult, Phase, StatementInfo
-from lockstep.lint.rules import COMPATIBILITY_RULES, RULES
+from lockstep.lint.model import (
+    Finding,
+    LintConfig,
+    LintResult,
+    Phase,
+    StatementInfo,
+    is_session_setting,
+)
+from lockstep.lint.reading import StatementRead, SyntaxProblem
+from lockstep.lint.rules import COMPATIBILITY_RULES, RULES, Severity
 from lockstep.lint.split import LineIndex, RawStatement, split_statements
-from lockstep.lint.tokens import QUOTED, WORD, TokenList, TokenView, token_list
+from lockstep.lint.tokens import QUOTED, WORD, TokenView
 
 _MAX_IDENTIFIER_BYTES = 63
-
-
-@dataclass(frozen=True, slots=True)
-class StatementRead:
-    """What tokenizing, classifying and parsing one statement's text gave.
-
-    `problem` is set when the text could not be tokenized (then `tokens` is None) or sqlglot
-    rejected it; `problem_offset` is where, relative to the statement. `tree` is kept only
-    for the data statements, whose checks read it.
-    """
-
-    tokens: TokenList | None
-    kind: str
-    start: int
-    problem: parse.SyntaxProblem | None
-    problem_offset: int
-    tree: exp.Expr | None
-
 
 _TREE_KINDS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "WITH"})
 
@@ -43,17 +32,34 @@ _TREE_KINDS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "WITH"
 @lru_cache(maxsize=8192)
 def read_statement(text: str) -> StatementRead:
     """Tokenize, classify and parse one statement; cached by its text, since the operator
-    lints the same migrations on every reconcile (the result is never changed)."""
+    lints the same migrations on every reconcile (the result is never changed), and on disk
+    when the command line turned that on (then sqlglot is imported only for new text)."""
+    disk = reading.ACTIVE.disk
+    if disk is not None:
+        found = disk.get(text)
+        if found is not None:
+            return found
+    read = _read(text)
+    if disk is not None:
+        disk.put(text, read)
+    return read
+
+
+def _read(text: str) -> StatementRead:
+    from sqlglot import exp
+
+    from lockstep.lint import parse
+
     tokens = parse.tokenize(text)
-    if isinstance(tokens, parse.SyntaxProblem):
+    if isinstance(tokens, SyntaxProblem):
         return StatementRead(None, "", 0, tokens, 0, None)
-    flat = token_list(tokens)
+    flat = parse.token_list(tokens)
     view = TokenView(flat, text, 0)
     kind, start = classify(view) if view.n else ("", 0)
     if not kind or kind not in PARSED_KINDS or sqlglot_lacks(kind, view):
         return StatementRead(flat, kind, start, None, 0, None)
     parsed = parse.parse(tokens, text)
-    if isinstance(parsed, parse.SyntaxProblem):
+    if isinstance(parsed, SyntaxProblem):
         offset = next(
             (
                 token.start
@@ -63,8 +69,12 @@ def read_statement(text: str) -> StatementRead:
             0,
         )
         return StatementRead(flat, kind, start, parsed, offset, None)
-    tree = parsed if kind in _TREE_KINDS and not isinstance(parsed, exp.Command) else None
-    return StatementRead(flat, kind, start, None, 0, tree)
+    data = (
+        parse.data_facts(parsed)
+        if parsed is not None and kind in _TREE_KINDS and not isinstance(parsed, exp.Command)
+        else None
+    )
+    return StatementRead(flat, kind, start, None, 0, data)
 
 
 def clear_caches() -> None:
@@ -85,8 +95,28 @@ DEFAULT_CONFIG = LintConfig()
 
 def lint_sql(sql: str, config: LintConfig = DEFAULT_CONFIG, path: str | None = None) -> LintResult:
     """Lint one migration file. Never raises: problems become findings."""
+    return _lint_file(sql, config, path, FileState())
+
+
+def lint_set(
+    files: Sequence[tuple[str, str | None]],
+    config: LintConfig = DEFAULT_CONFIG,
+    known: FileState | None = None,
+) -> list[LintResult]:
+    """Lint the files of one migration set, in the order they run: what an earlier file
+    establishes (a validated CHECK (c IS NOT NULL), a column's type) counts in the later
+    ones. `known` holds facts from before the set (read from the live database)."""
+    state = known.carried() if known is not None else FileState()
+    results: list[LintResult] = []
+    for sql, path in files:
+        results.append(_lint_file(sql, config, path, state))
+        state = state.carried()
+    return results
+
+
+def _lint_file(sql: str, config: LintConfig, path: str | None, state: FileState) -> LintResult:
     try:
-        return _FileLint(sql, config, path).run()
+        return _FileLint(sql, config, path, state).run()
     except Exception as error:  # a lint bug must not stop a rollout silently: report it
         return LintResult(
             findings=[
@@ -108,12 +138,12 @@ def lint_sql(sql: str, config: LintConfig = DEFAULT_CONFIG, path: str | None = N
 
 
 class _FileLint:
-    def __init__(self, sql: str, config: LintConfig, path: str | None) -> None:
+    def __init__(self, sql: str, config: LintConfig, path: str | None, state: FileState) -> None:
         self.sql = sql
         self.config = config
         self.path = path
         self.lines = LineIndex(sql)
-        self.state = FileState()
+        self.state = state
         self.file_hits: list[Hit] = []
         """Hits that belong to the file (statement index -1)."""
 
@@ -187,15 +217,16 @@ class _FileLint:
                 outcome = _unparsed()
                 outcome.hits.append(syntax_hit)
                 return outcome
-        tree = read.tree
+        data = read.data
         outcome = Outcome(kind=kind)
         if syntax_hit is not None:
             outcome.hits.append(syntax_hit)
-        context = Context(view, tree, self.state, self.config, outcome, start)
+        context = Context(view, data, self.state, self.config, outcome, start)
         try:
             check_for(kind, view)(context)
         except Exception as error:  # keep linting the other statements
             outcome.mixed = True
+            outcome.unanalysable = True
             outcome.take_lock("ACCESS EXCLUSIVE")
             outcome.hit(
                 "unrecognized-statement",
@@ -256,6 +287,8 @@ class _FileLint:
     def placement_rules(self, analysed: list[_Analysed]) -> None:
         """Statements that cannot run in a transaction block, and retry safety."""
         manages = self.config.runner_manages_transactions
+        if manages:
+            self.mixed_modes_rule(analysed)
         for item in analysed:
             outcome = item.outcome
             if item.in_explicit_block and not outcome.transactional:
@@ -282,8 +315,39 @@ class _FileLint:
                     f"first attempt left behind{outcome.robust_hint}.",
                 )
 
+    def mixed_modes_rule(self, analysed: list[_Analysed]) -> None:
+        """The runner runs a migration in one transaction, or (when none of its statements
+        can run in one) statement by statement: it cannot do both in one file."""
+        outside = [item for item in analysed if not item.outcome.transactional]
+        inside = [
+            item
+            for item in analysed
+            if item.outcome.transactional
+            and item.outcome.transaction_control is None
+            and not is_session_setting(item.outcome.kind, item.raw.text)
+        ]
+        if not outside or not inside:
+            return
+        first_out, first_in = outside[0], inside[0]
+        first_out.outcome.hit(
+            "mixed-transaction-modes",
+            first_out.raw.start,
+            f"{first_out.outcome.kind} cannot run in a transaction, but this migration also "
+            f"has statements that run in one ({first_in.outcome.kind} on line "
+            f"{self.lines.position(first_in.raw.start)[0]}): lockstep refuses to apply it.",
+        )
+
     def timeout_rules(self, analysed: list[_Analysed]) -> None:
         if self.config.runner_sets_timeouts:
+            for item in analysed:
+                changed = sorted(item.outcome.settings)
+                if changed:
+                    item.outcome.hit(
+                        "ban-timeout-change",
+                        item.raw.start,
+                        f"{item.outcome.kind} changes {' and '.join(changed)}, replacing the "
+                        "bounded value lockstep's runner sets from the policy.",
+                    )
             return
         active = {"lock_timeout": False, "statement_timeout": False}
         rules = {
@@ -331,7 +395,11 @@ class _FileLint:
         computed: Phase = "expand"
         for item in analysed:
             classes = item.outcome.classes()
-            if "breaking" in classes or "data-losing" in classes:
+            if (
+                "breaking" in classes
+                or "data-losing" in classes
+                or (item.outcome.unanalysable and self.unreviewed(item, directives))
+            ):
                 computed = "contract"
         if directives.phase is None:
             return computed
@@ -345,6 +413,18 @@ class _FileLint:
                 )
             )
         return "contract" if directives.phase == "contract" else "expand"
+
+    def unreviewed(self, item: _Analysed, directives: Directives) -> bool:
+        """Whether a statement the lint could not analyse still reports it (no ignore
+        comment or configured ignore covers the finding that says so)."""
+        overrides = self.config.severity_overrides
+        ignores = directives.for_statement(item.raw.index)
+        return any(
+            hit.rule in _UNANALYSED_RULES
+            and overrides.get(hit.rule, "error") is not None
+            and not any(ignore.covers(hit.rule) for ignore in ignores)
+            for hit in item.outcome.hits
+        )
 
     # ---------------------------------------------------------------- findings and facts
 
@@ -387,6 +467,8 @@ class _FileLint:
                     " As a contract migration it runs only after the old version is gone, "
                     "with a backup first."
                 )
+            if self.config.live is not None and hit.rule in _WORK and severity != "info":
+                severity, message = self.scaled(hit, index, analysed, severity, message)
             line, column = self.lines.position(hit.offset)
             findings.append(
                 Finding(
@@ -402,6 +484,39 @@ class _FileLint:
             )
         findings.sort(key=lambda finding: (finding.line, finding.column, finding.rule))
         return findings
+
+    def scaled(
+        self, hit: Hit, index: int, analysed: list[_Analysed], severity: Severity, message: str
+    ) -> tuple[Severity, str]:
+        """Severity from the live table's size: the estimated time the statement holds its
+        lock decides between an error and a warning."""
+        live = self.config.live
+        assert live is not None
+        item = next((a for a in analysed if a.raw.index == index), None)
+        table_name = hit.table or (item.outcome.tables[0] if item and item.outcome.tables else None)
+        if table_name is None:
+            return severity, message
+        table = live.find(table_name)
+        budget = self.config.blocking_budget
+        if table is None:
+            if severity == "error":
+                severity = "warning"
+            return severity, (
+                f"{message} {table_name} is not in the live database: it will be new, and "
+                "empty unless an earlier migration fills it."
+            )
+        work = hit.work or _WORK[hit.rule]
+        seconds = table.bytes / _BYTES_PER_SECOND[work]
+        size = (
+            f"On the live database {table.qualified} has about {_count(table.rows)} rows "
+            f"({_bytes(table.bytes)}): "
+        )
+        if seconds < budget:
+            return ("warning" if severity == "error" else severity), (
+                f"{message} {size}about {_duration(seconds)} under the lock, within the "
+                f"{budget:g} s budget."
+            )
+        return severity, f"{message} {size}estimated {_duration(seconds)} under the lock."
 
     def info(self, item: _Analysed) -> StatementInfo:
         outcome = item.outcome
@@ -422,10 +537,61 @@ class _FileLint:
         )
 
 
+_UNANALYSED_RULES = frozenset({"unrecognized-statement", "syntax-error"})
+
+# Rules whose cost grows with the table, and what the statement does to it. The rates are
+# deliberately low estimates for a busy server (a scan reads, a rewrite reads and writes the
+# table and rebuilds its indexes, an index build sorts).
+_WORK: dict[str, str] = {
+    "adding-field-with-default": "rewrite",
+    "adding-generated-stored-column": "rewrite",
+    "adding-auto-increment-column": "rewrite",
+    "changing-column-type": "rewrite",
+    "table-rewrite": "rewrite",
+    "prefer-repack": "rewrite",
+    "adding-not-nullable-field": "scan",
+    "adding-foreign-key-constraint": "scan",
+    "constraint-missing-not-valid": "scan",
+    "changing-column-type-with-check": "scan",
+    "changing-column-type-with-not-null": "scan",
+    "adding-serial-primary-key-field": "index",
+    "disallowed-unique-constraint": "index",
+    "adding-exclusion-constraint": "index",
+    "require-concurrent-index-creation": "index",
+    "require-concurrent-reindex": "index",
+}
+_BYTES_PER_SECOND = {"scan": 200e6, "rewrite": 50e6, "index": 40e6}
+
+
+def _count(rows: float) -> str:
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if rows >= limit:
+            return f"{rows / limit:.1f}{suffix}"
+    return f"{rows:.0f}"
+
+
+def _bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{max(seconds * 1000, 1):.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min"
+
+
 def _unparsed() -> Outcome:
     # Unknown effect: assume the strongest lock, and no class (not known to be additive).
     outcome = Outcome(kind="UNPARSED", lock="ACCESS EXCLUSIVE")
     outcome.mixed = True
+    outcome.unanalysable = True
     return outcome
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -31,11 +32,55 @@ STATEMENT_CLASSES: frozenset[str] = frozenset(
 )
 
 
+_SESSION_SETTING_KINDS = frozenset({"SET", "RESET"})
+_TRANSACTION_SCOPED_SET = re.compile(
+    r"^\s*SET\s+(LOCAL|TRANSACTION|CONSTRAINTS|SESSION\s+CHARACTERISTICS)\b", re.I
+)
+
+
+def is_session_setting(kind: str, text: str) -> bool:
+    """A statement that only changes a setting of the session (`SET statement_timeout ...`):
+    it may sit beside statements that cannot run in a transaction. The forms that act on the
+    transaction do not count."""
+    return kind in _SESSION_SETTING_KINDS and not _TRANSACTION_SCOPED_SET.match(text)
+
+
 def _as_frozenset(value: Iterable[str]) -> frozenset[str]:
     if isinstance(value, str):
         # A bare string would become a set of characters.
         return frozenset({value})
     return frozenset(value)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveTable:
+    """One table of the live database, as the lint sees it."""
+
+    name: str
+    """Unqualified, as PostgreSQL stores it."""
+    qualified: str
+    rows: float
+    bytes: int
+    """Size of the table itself (what a rewrite or a scan reads)."""
+
+
+@dataclass(frozen=True)
+class LiveTables:
+    """Sizes read from the live database: the lint scales a blocking finding by them."""
+
+    tables: tuple[LiveTable, ...] = ()
+    by_name: dict[str, LiveTable] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for table in self.tables:
+            self.by_name.setdefault(table.name, table)
+            self.by_name[table.qualified] = table
+
+    def find(self, name: str) -> LiveTable | None:
+        return self.by_name.get(name) or self.by_name.get(name.rsplit(".", 1)[-1])
+
+    def __hash__(self) -> int:
+        return hash(self.tables)
 
 
 @dataclass(frozen=True)
@@ -56,6 +101,11 @@ class LintConfig:
     runner_orders_contract: bool = True
     """lockstep runs contract migrations only after the old application version is gone, so
     findings about breaking the running version are warnings in a contract migration."""
+    live: LiveTables | None = None
+    """Table sizes from the live database: a finding whose cost grows with the table is an
+    error only when the estimated time under its lock exceeds `blocking_budget`."""
+    blocking_budget: float = 1.0
+    """Seconds a statement may block a table (with live sizes) before it is an error."""
 
     def __post_init__(self) -> None:
         version = tuple(self.pg_version)

@@ -35,6 +35,7 @@ COMPATIBILITY_RULES = frozenset(
         "renaming-table",
         "renaming-schema",
         "renaming-enum-value",
+        "ban-revoke",
     }
 )
 
@@ -227,12 +228,30 @@ _CATALOG: tuple[Rule, ...] = (
         "squawk: ban-drop-database",
     ),
     Rule(
+        "ban-truncate",
+        "error",
+        "TRUNCATE empties a table that exists before the migration: its rows are gone, and "
+        "the running application loses what it reads.",
+        "Delete what must go in batches outside the migration, or drop the table in a "
+        "contract migration after a backup once nothing uses it.",
+        "lockstep",
+    ),
+    Rule(
         "ban-truncate-cascade",
         "error",
         "TRUNCATE ... CASCADE also empties every table that references the target through a "
         "foreign key, recursively.",
         "Truncate the tables you mean by name, without CASCADE.",
         "squawk: ban-truncate-cascade",
+    ),
+    Rule(
+        "ban-revoke",
+        "error",
+        "REVOKE takes privileges away: the running application's queries that need them "
+        "fail with permission denied.",
+        "Revoke in a contract migration, after the application version that needs the "
+        "privilege is gone.",
+        "lockstep",
     ),
     Rule(
         "renaming-column",
@@ -510,6 +529,37 @@ _CATALOG: tuple[Rule, ...] = (
         "squawk: prefer-robust-stmts",
     ),
     Rule(
+        "ban-timeout-change",
+        "error",
+        "SET, RESET or set_config() of lock_timeout or statement_timeout in a migration "
+        "replaces the bounded timeouts the runner sets from the policy: a statement can then "
+        "queue every query on its table for as long as it waits.",
+        "Set policy.lockTimeout / policy.statementTimeout (or the CLI's --lock-timeout / "
+        "--statement-timeout) instead. To give one long CREATE INDEX CONCURRENTLY more time, "
+        "raise statementTimeout for that release, or put -- lockstep-ignore: "
+        "ban-timeout-change above the SET after review.",
+        "lockstep (squawk: require-lock-timeout, require-statement-timeout)",
+    ),
+    Rule(
+        "explicit-table-lock",
+        "error",
+        "LOCK TABLE holds the lock until the migration commits, blocking every conflicting "
+        "query for the whole migration, not just one statement.",
+        "Remove the LOCK: each statement takes the lock it needs, bounded by lock_timeout. "
+        "If the order of locks matters, split the migration.",
+        "lockstep",
+    ),
+    Rule(
+        "mixed-transaction-modes",
+        "error",
+        "The migration mixes statements that cannot run in a transaction block (CREATE INDEX "
+        "CONCURRENTLY, ...) with statements that run in one: lockstep cannot run it as "
+        "one transaction, nor statement by statement safely.",
+        "Split it: one migration holding only the statements that cannot run in a "
+        "transaction (SET statements may precede them), another for the rest.",
+        "lockstep (flyway: mixed)",
+    ),
+    Rule(
         "require-lock-timeout",
         "error",
         "A statement that takes a strong lock runs without an earlier SET lock_timeout: while "
@@ -539,7 +589,8 @@ _CATALOG: tuple[Rule, ...] = (
     Rule(
         "syntax-error",
         "error",
-        "The statement could not be parsed, so it was not checked.",
+        "The statement could not be parsed, so it was not checked; its effect is unknown, "
+        "so the migration is a contract migration until the statement is reviewed.",
         "Fix the SQL. If it is valid PostgreSQL that the parser does not know, review it by "
         "hand and put -- lockstep-ignore: syntax-error above it; the lint then checks it from "
         "its tokens.",
@@ -547,10 +598,12 @@ _CATALOG: tuple[Rule, ...] = (
     ),
     Rule(
         "unrecognized-statement",
-        "warning",
-        "The statement (or part of it) could not be analysed, for example a DO block or an "
-        "unknown ALTER TABLE action.",
-        "Review it by hand, then put -- lockstep-ignore: unrecognized-statement above it.",
+        "error",
+        "The statement (or part of it) could not be analysed: a DO block, CALL or EXECUTE "
+        "(code the lint cannot see into), or an unknown ALTER action. Its effect is unknown, "
+        "so the migration is a contract migration until the statement is reviewed.",
+        "Review it by hand, then put -- lockstep-ignore: unrecognized-statement above it "
+        "(the migration's phase is then decided by its other statements).",
         "strong_migrations: execute",
     ),
     Rule(

@@ -8,10 +8,7 @@ a statement the same either way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-
-from sqlglot import Token, TokenType
 
 WORD = 0
 QUOTED = 1
@@ -19,21 +16,8 @@ STRING = 2
 NUMBER = 3
 SYMBOL = 4
 
-_STRING_TYPES = frozenset(
-    {
-        TokenType.STRING,
-        TokenType.BIT_STRING,
-        TokenType.HEX_STRING,
-        TokenType.BYTE_STRING,
-        TokenType.NATIONAL_STRING,
-        TokenType.NATIONAL_RAW_STRING,
-        TokenType.RAW_STRING,
-        TokenType.HEREDOC_STRING,
-        TokenType.UNICODE_STRING,
-    }
-)
-_OPEN = frozenset({"(", "["})
-_CLOSE = frozenset({")", "]"})
+OPEN = frozenset({"(", "["})
+CLOSE = frozenset({")", "]"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,66 +41,6 @@ class TokenList:
     """Index of an opening bracket -> index of the bracket that closes it."""
     longest: int
     """Length of the longest token text."""
-
-
-def token_list(tokens: Sequence[Token]) -> TokenList:
-    words: list[str] = []
-    texts: list[str] = []
-    kinds: list[int] = []
-    starts: list[int] = []
-    ends: list[int] = []
-    depth: list[int] = []
-    add_word, add_text, add_kind = words.append, texts.append, kinds.append
-    add_start, add_end, add_depth = starts.append, ends.append, depth.append
-    closers: dict[int, int] = {}
-    opened: list[int] = []
-    level = 0
-    for token in tokens:
-        text = token.text
-        token_type = token.token_type
-        if token_type in _STRING_TYPES:
-            word, kind = "", STRING
-        elif token_type is TokenType.IDENTIFIER:
-            word, kind = "", QUOTED
-        elif token_type is TokenType.NUMBER:
-            word, kind = "", NUMBER
-        elif text[:1].isalpha() or text[:1] == "_":
-            word, kind = text.upper(), WORD
-            if " " in text or "\t" in text or "\n" in text:
-                # sqlglot's multi-word keywords: one entry per word
-                for part in text.split()[:-1]:
-                    add_word(part.upper())
-                    add_text(part)
-                    add_kind(WORD)
-                    add_start(token.start)
-                    add_end(token.end + 1)
-                    add_depth(level)
-                text = text.split()[-1]
-                word = text.upper()
-        else:
-            word, kind = text, SYMBOL
-            if word in _CLOSE and level:
-                level -= 1
-                closers[opened.pop()] = len(words)
-        add_word(word)
-        add_text(text)
-        add_kind(kind)
-        add_start(token.start)
-        add_end(token.end + 1)
-        add_depth(level)
-        if kind == SYMBOL and word in _OPEN:
-            opened.append(len(words) - 1)
-            level += 1
-    return TokenList(
-        tuple(words),
-        tuple(texts),
-        tuple(kinds),
-        tuple(starts),
-        tuple(ends),
-        tuple(depth),
-        closers,
-        max(map(len, texts), default=0),
-    )
 
 
 class TokenView:
@@ -202,7 +126,7 @@ class TokenView:
 
     def after_group(self, i: int) -> int:
         """Index after the bracketed group that opens at i (i itself if none opens there)."""
-        if self.word(i) in _OPEN:
+        if self.word(i) in OPEN:
             return min(self.close_of(i) + 1, self.n)
         return i
 

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lockstep.api.migration import LintPolicy
-from lockstep.lint import LintConfig, LintResult, lint_sql
+from lockstep.lint.checks.base import FileState
+from lockstep.lint.engine import lint_set, lint_sql
+from lockstep.lint.model import LintConfig, LintResult
 
 from .source import Migration
 
@@ -37,9 +39,15 @@ def lint_config(
     )
 
 
-def lint_source(migrations: Sequence[Migration], config: LintConfig) -> LintedSource:
+def lint_source(
+    migrations: Sequence[Migration], config: LintConfig, known: FileState | None = None
+) -> LintedSource:
+    """Lint the ups as one set in version order (what an earlier migration establishes
+    counts in the later ones, from `known` facts on), and each down on its own."""
+    ordered = sorted(migrations, key=lambda m: m.version)
+    ups = lint_set([(m.up, m.origin or None) for m in ordered], config, known)
     return LintedSource(
-        up={m.version: lint_sql(m.up, config, path=m.origin or None) for m in migrations},
+        up={m.version: result for m, result in zip(ordered, ups, strict=True)},
         down={
             m.version: lint_sql(m.down, config, path=m.down_origin or None)
             for m in migrations

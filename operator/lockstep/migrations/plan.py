@@ -9,12 +9,12 @@ is needed, and a one-line compatibility verdict.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from lockstep.api.migration import MigrationPhase, MigrationPolicy
+from lockstep.lint.model import is_session_setting as is_session_setting_text
 
 from .records import AppliedMigration
 from .source import Direction, Migration, sha256_hex
@@ -23,13 +23,6 @@ PlanDirection = Literal["up", "down", "none"]
 
 SUMMARY_LENGTH = 120
 
-# Statement kinds (as the lint names them) that only change settings of the session; they may
-# sit beside statements that cannot run in a transaction (`SET statement_timeout = '1h'`
-# before a concurrent index build). The forms that act on the transaction do not count.
-_SESSION_SETTING_KINDS = frozenset({"SET", "RESET"})
-_TRANSACTION_SCOPED_SET = re.compile(
-    r"^\s*SET\s+(LOCAL|TRANSACTION|CONSTRAINTS|SESSION\s+CHARACTERISTICS)\b", re.I
-)
 # Transaction control would end the transaction lockstep runs the migration in.
 _TRANSACTION_CONTROL_KINDS = frozenset(
     {"BEGIN", "COMMIT", "ROLLBACK", "PREPARE TRANSACTION", "COMMIT PREPARED", "ROLLBACK PREPARED"}
@@ -130,6 +123,12 @@ class PlannedStatement:
     classes: tuple[str, ...]
     concurrent_index: str | None
     if_not_exists: bool
+    observed: bool = False
+    """True when `lock` was observed by the lock probe, not guessed from the rules."""
+    rule_lock: str | None = None
+    """The rules' guess, when the probe observed a different lock."""
+    probe_notes: tuple[str, ...] = ()
+    """What the probe saw that the rules did not say (a rewrite), or why it could not look."""
 
     @property
     def summary(self) -> str:
@@ -202,8 +201,12 @@ class Plan:
 
     @property
     def lint_blocked(self) -> tuple[Step, ...]:
-        """Up steps that may not be applied because the lint found errors in them."""
-        return tuple(s for s in self.steps if s.direction == "up" and s.lint_errors)
+        """Up migrations up to the target, held back or not, with lint errors: nothing is
+        applied while one has them (every pending migration is linted before the database is
+        touched; a contract migration that cannot run would strand the expand ones)."""
+        return tuple(
+            s for s in (*self.steps, *self.held_back) if s.direction == "up" and s.lint_errors
+        )
 
     @property
     def up_to_date(self) -> bool:
@@ -326,6 +329,54 @@ def make_plan(
     return dataclasses.replace(plan, verdict=verdict(plan))
 
 
+class Observed(Protocol):
+    """What the plan needs of one probe observation (lockstep.schema.probe.Observation)."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def observed(self) -> bool: ...
+    @property
+    def lock(self) -> str: ...
+    @property
+    def differences(self) -> list[str]: ...
+    @property
+    def note(self) -> str: ...
+
+
+def with_observations(plan: Plan, observations: Mapping[str, Sequence[Observed]]) -> Plan:
+    """The plan with each probed statement's observed lock in place of the rules' guess: the
+    observation wins, and where it contradicts the guess the difference is kept as a note."""
+
+    def observe(step: Step) -> Step:
+        by_index = {o.index: o for o in observations.get(step.version, ())}
+        statements = []
+        for statement in step.statements:
+            seen = by_index.get(statement.index)
+            if seen is None:
+                statements.append(statement)
+            elif not seen.observed:
+                note = f"not observed: {seen.note}" if seen.note else "not observed"
+                statements.append(dataclasses.replace(statement, probe_notes=(note,)))
+            else:
+                statements.append(
+                    dataclasses.replace(
+                        statement,
+                        lock=seen.lock,
+                        observed=True,
+                        rule_lock=statement.lock if seen.lock != statement.lock else None,
+                        probe_notes=tuple(seen.differences),
+                    )
+                )
+        return dataclasses.replace(step, statements=tuple(statements))
+
+    return dataclasses.replace(
+        plan,
+        steps=tuple(observe(step) for step in plan.steps),
+        held_back=tuple(observe(step) for step in plan.held_back),
+    )
+
+
 def verdict(plan: Plan) -> str:
     """One line on what the plan means for the application that is running now."""
     if plan.up_to_date:
@@ -437,9 +488,7 @@ def _check_runnable(step: Step) -> None:
 
 def is_session_setting(statement: PlannedStatement | LintedStatement) -> bool:
     """A statement that only changes a setting of the session (`SET statement_timeout ...`)."""
-    return statement.kind in _SESSION_SETTING_KINDS and not _TRANSACTION_SCOPED_SET.match(
-        statement.text
-    )
+    return is_session_setting_text(statement.kind, statement.text)
 
 
 def _check_order(ordered: Sequence[Migration], applied: set[str], current: str | None) -> None:

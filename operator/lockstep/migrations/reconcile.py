@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from .. import metrics
 from ..api.base import now as utcnow
 from ..api.base import seconds, timestamp
+from ..api.declarative import APPROVE_ANNOTATION
 from ..api.migration import (
     AppliedRecord,
     DatabaseMigration,
@@ -37,6 +38,7 @@ from ..objects import Snapshot, mark_invalid, write_status
 from ..postgres import DatabaseError, connect, server_version
 from ..redact import redact, remember
 from ..release.world import JobView
+from ..schema import declarative
 from . import engine, ledger
 from .linting import LintedSource, lint_config, lint_source
 from .machine import (
@@ -107,11 +109,27 @@ class Outcome:
 
 
 class Stalled(Exception):
-    """An input is missing or broken: the status says so and nothing else happens."""
+    """An input is missing or broken, or a person must act: the status says so and nothing
+    else happens."""
 
-    def __init__(self, reason: str, message: str, delay: float = 30.0) -> None:
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        delay: float = 30.0,
+        *,
+        phase: str | None = None,
+        health: Health = Health.STALLED,
+        quiet: bool | None = None,
+        update: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.reason, self.message, self.delay = reason, message, delay
+        # an error lockstep retries by itself heals without a spec change: not Failed
+        self.phase = phase or ("Retrying" if reason in RETRIED_REASONS else "Failed")
+        self.health = health
+        self.quiet = reason in QUIET_FAILURES if quiet is None else quiet
+        self.update = update or {}  # status fields to write with it
 
 
 _lint_cache: dict[tuple[str, str], LintedSource] = {}
@@ -154,6 +172,8 @@ def database_url(kube: Kube, obj: Snapshot, spec: DatabaseMigrationSpec) -> str:
 def load_source(kube: Kube, obj: Snapshot, spec: DatabaseMigrationSpec) -> list[Migration]:
     source = spec.source
     try:
+        if source.desired_schema is not None:
+            raise ValueError("a desired schema is planned by `declarative_source`")
         if source.migrations is not None:
             return from_inline(source.migrations)
         assert source.config_map_ref is not None
@@ -162,6 +182,57 @@ def load_source(kube: Kube, obj: Snapshot, spec: DatabaseMigrationSpec) -> list[
         raise Stalled("SourceNotFound", f"{exc}; nothing was done", delay=10) from None
     except SourceError as exc:
         raise Stalled("InvalidSource", f"{exc}; nothing was done") from None
+
+
+def declarative_source(
+    kube: Kube,
+    obj: Snapshot,
+    spec: DatabaseMigrationSpec,
+    status: DatabaseMigrationStatus,
+    url: str,
+) -> tuple[list[Migration], DatabaseMigrationStatus]:
+    """Declarative mode (lockstep.schema.declarative): the approved plan's migrations, or
+    Stalled with the reason to wait (an approval, or a fix of the desired schema)."""
+    desired = spec.source.desired_schema
+    assert desired is not None
+    server_url = None
+    try:
+        if desired.dev_database is not None:
+            ref = desired.dev_database.url_from
+            server_url = kube.secret_value(obj.namespace, ref.name, ref.key)
+            remember(server_url)
+        data = kube.configmap_data(obj.namespace, desired.config_map_ref.name)
+    except NotFound as exc:
+        raise Stalled("SourceNotFound", f"{exc}; nothing was done", delay=10) from None
+    try:
+        decision = declarative.plan_pass(
+            url=url,
+            desired=data,
+            allow_hazards=desired.allow_hazards,
+            server_url=server_url,
+            previous=status.declarative,
+            approved=obj.annotations.get(APPROVE_ANNOTATION),
+            dry_run=spec.dry_run,
+            name=obj.name,
+        )
+    except DatabaseError as exc:
+        raise Stalled("DatabaseUnreachable", str(exc), delay=10) from None
+    status = status.model_copy(update={"declarative": decision.status})
+    outcome = decision.outcome
+    if isinstance(outcome, declarative.Waiting):
+        update = {"declarative": decision.status}
+        if outcome.stalled:
+            raise Stalled(outcome.reason, outcome.message, update=update, quiet=True)
+        raise Stalled(
+            outcome.reason,
+            outcome.message,
+            outcome.delay,
+            phase="WaitingForApproval",
+            health=Health.PAUSED,
+            quiet=True,
+            update=update,
+        )
+    return outcome.migrations, status
 
 
 def inspect_database(url: str) -> tuple[tuple[int, int], list[AppliedMigration]]:
@@ -237,7 +308,12 @@ class Look:
         self.url = ""
 
     def observe(self, claims: list[ReleaseClaim] | None = None) -> Observed:
-        migrations = load_source(self.kube, self.obj, self.spec)
+        if self.spec.source.desired_schema is not None:
+            migrations, self.status = declarative_source(
+                self.kube, self.obj, self.spec, self.status, self.url
+            )
+        else:
+            migrations = load_source(self.kube, self.obj, self.spec)
         version, applied = inspect_database(self.url)
         self.status = self.status.model_copy(
             update={"server_version": f"{version[0]}.{version[1]}"}
@@ -448,18 +524,18 @@ class Look:
 def write_stall(
     kube: Kube, obj: Snapshot, status: DatabaseMigrationStatus, stall: Stalled
 ) -> Outcome:
-    """An input is missing or broken: Stalled, one Event when the message is new."""
+    """An input is missing or broken (or a person must act): one Event when the message is
+    new."""
     message = redact(stall.message)
-    # an error lockstep retries by itself heals without a spec change: not Failed
-    phase = "Retrying" if stall.reason in RETRIED_REASONS else "Failed"
-    changed = (status.phase, status.message) != (phase, message)
-    st = status.model_copy(deep=True)
+    changed = (status.phase, status.message) != (stall.phase, message)
+    st = status.model_copy(update=stall.update, deep=True)
     st.observed_generation = obj.generation
-    st.phase, st.message = phase, message
+    st.phase, st.message = stall.phase, message
     st.conditions = conditions_for(
-        Health.STALLED, stall.reason, message, obj.generation, st.conditions, at=timestamp(utcnow())
+        stall.health, stall.reason, message, obj.generation, st.conditions, at=timestamp(utcnow())
     )
     written = write_status(kube, obj, st.wire())
     if changed:
-        kube.event(obj.ref, "Warning", stall.reason, message)
-    return Outcome(written, stall.delay, quiet=stall.reason in QUIET_FAILURES)
+        level = "Warning" if stall.health is Health.STALLED else "Normal"
+        kube.event(obj.ref, level, stall.reason, message)
+    return Outcome(written, stall.delay, quiet=stall.quiet)

@@ -19,13 +19,16 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from lockstep.api.migration import VERSION_PATTERN, InlineMigration, MigrationPhase
+if TYPE_CHECKING:  # the models pull in pydantic, which `lockstep lint` does without
+    from lockstep.api.migration import InlineMigration, MigrationPhase
 
 Direction = Literal["up", "down"]
 
 NAME_PATTERN = r"^[0-9A-Za-z_.-]+$"
+VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z._-]*$"
+"""The same pattern as the API model's (a unit test keeps them equal)."""
 MAX_VERSION_LENGTH = 64
 MAX_NAME_LENGTH = 128
 
@@ -58,11 +61,14 @@ class Migration:
     """Where the up SQL was read from (a file, a ConfigMap key, an inline entry)."""
     down_origin: str = ""
     """Where the down SQL was read from."""
+    recorded_checksum: str | None = None
+    """For a migration known only from the ledger (declarative mode keeps no file of it):
+    the checksum recorded there stands in for its SQL."""
 
     @property
     def checksum(self) -> str:
         """sha256 of the up SQL, hex: what the ledger compares to detect an edited migration."""
-        return sha256_hex(self.up)
+        return self.recorded_checksum or sha256_hex(self.up)
 
     @property
     def label(self) -> str:
@@ -175,6 +181,27 @@ def declared_phase(text: str, origin: str) -> MigrationPhase | None:
     if value == "contract":
         return "contract"
     raise SourceError(f"{origin}: -- lockstep:phase={value} is not a phase; use expand or contract")
+
+
+NEW_NAME_RULE = (
+    "letters, digits, '_' and '-', starting with a letter or digit, at most "
+    f"{MAX_NAME_LENGTH} characters"
+)
+"""What `lockstep new` accepts as a migration name (docs/cli.md states the same words)."""
+_NEW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def check_new_name(name: str) -> str | None:
+    """Why `lockstep new` refuses `name`, or None when it accepts it.
+
+    Stricter than what the loaders read (they accept '.' too, and leading '_' or '-'): a new
+    name never looks like an option, a suffix (`x.up`) or a hidden file.
+    """
+    if not name:
+        return "the name is empty"
+    if len(name) > MAX_NAME_LENGTH or not _NEW_NAME.fullmatch(name):
+        return f"use {NEW_NAME_RULE}"
+    return None
 
 
 def check_name(name: str) -> str | None:

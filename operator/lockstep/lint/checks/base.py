@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from sqlglot import exp
-
+from lockstep.lint.datafacts import DataFacts
 from lockstep.lint.facts import PgType, stronger_lock
 from lockstep.lint.model import LintConfig
 from lockstep.lint.tokens import TokenView
@@ -20,6 +19,10 @@ class Hit:
     offset: int
     message: str
     help: str | None = None
+    table: str | None = None
+    """The table whose size decides how long the statement blocks (live facts scale it)."""
+    work: str | None = None
+    """What the statement does to that table: "scan", "rewrite" or "index"."""
 
 
 _PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_$]*")
@@ -37,6 +40,10 @@ def bare(name: str) -> str:
     """The object name without its schema: file state is keyed by it (search_path aside, a
     migration rarely has two tables of one name in two schemas)."""
     return name.rsplit(".", 1)[-1]
+
+
+EARLIER_FILE = -(2**62)
+"""Transaction id of statements in an earlier migration of the set (never a current one)."""
 
 
 @dataclass
@@ -58,6 +65,21 @@ class FileState:
 
     def is_new_table(self, name: str) -> bool:
         return bare(name) in self.created_tables
+
+    def carried(self) -> FileState:
+        """The facts a later migration of the same set may rely on.
+
+        Tables and indexes created here are existing ones for the next file (they may hold
+        rows by the time it runs), and a NOT VALID constraint added here was committed in
+        another transaction than the next file's.
+        """
+        return FileState(
+            column_types=dict(self.column_types),
+            checked_columns=set(self.checked_columns),
+            not_null_checks=dict(self.not_null_checks),
+            proven_not_null=set(self.proven_not_null),
+            not_valid={key: (EARLIER_FILE, offset) for key, (_, offset) in self.not_valid.items()},
+        )
 
 
 @dataclass
@@ -87,12 +109,24 @@ class Outcome:
     """"begin", "commit" or "rollback"."""
     settings: dict[str, bool] = field(default_factory=dict)
     """lock_timeout / statement_timeout -> set to a limit (True) or cleared (False)."""
+    unanalysable: bool = False
+    """The lint could not tell what (part of) the statement does: unless a reviewer ignores
+    the finding that says so, the migration is a contract migration."""
 
     def take_lock(self, mode: str) -> None:
         self.lock = stronger_lock(self.lock, mode)
 
-    def hit(self, rule: str, offset: int, message: str, help: str | None = None) -> None:
-        self.hits.append(Hit(rule, offset, message, help))
+    def hit(
+        self,
+        rule: str,
+        offset: int,
+        message: str,
+        help: str | None = None,
+        *,
+        table: str | None = None,
+        work: str | None = None,
+    ) -> None:
+        self.hits.append(Hit(rule, offset, message, help, table, work))
 
     def mark(self, *classes: str) -> None:
         for name in classes:
@@ -118,7 +152,8 @@ class Context:
     """Everything a check of one statement may read, and the outcome it writes."""
 
     view: TokenView
-    tree: exp.Expr | None
+    data: DataFacts | None
+    """What a data statement's syntax tree says (None for other statements)."""
     state: FileState
     config: LintConfig
     outcome: Outcome
@@ -152,6 +187,7 @@ class Context:
 
     def unrecognized(self, index: int, what: str) -> None:
         self.outcome.mixed = True
+        self.outcome.unanalysable = True
         self.outcome.take_lock("ACCESS EXCLUSIVE")
         self.outcome.hit(
             "unrecognized-statement",

@@ -1,40 +1,10 @@
-"""SELECT, INSERT, UPDATE, DELETE, MERGE and COPY, read from sqlglot's syntax tree."""
+"""SELECT, INSERT, UPDATE, DELETE, MERGE and COPY, from the facts read off sqlglot's syntax tree
+(lint/datafacts.py), or from tokens for forms sqlglot lacks."""
 
 from __future__ import annotations
 
-from sqlglot import exp
-
 from lockstep.lint.checks.base import Context, bare
-
-_ROOT_KINDS: tuple[tuple[type[exp.Expr], str], ...] = (
-    (exp.Insert, "INSERT"),
-    (exp.Update, "UPDATE"),
-    (exp.Delete, "DELETE"),
-    (exp.Merge, "MERGE"),
-)
-
-
-def _fold(identifier: exp.Expr | None) -> str | None:
-    if not isinstance(identifier, exp.Identifier):
-        return None
-    name = str(identifier.this)
-    return name if identifier.quoted else name.lower()
-
-
-def table_name(node: exp.Expr | None) -> str | None:
-    """The folded, qualified name of an exp.Table (or of the table inside an exp.Schema)."""
-    if isinstance(node, exp.Schema):
-        node = node.this
-    if not isinstance(node, exp.Table):
-        return None
-    parts = [
-        _fold(node.args.get(key))
-        for key in ("catalog", "db", "this")
-        if node.args.get(key) is not None
-    ]
-    if not parts or any(part is None for part in parts):
-        return None
-    return ".".join(part for part in parts if part is not None)
+from lockstep.lint.datafacts import Change
 
 
 def _keyword_offset(ctx: Context, keyword: str) -> int:
@@ -45,84 +15,43 @@ def _keyword_offset(ctx: Context, keyword: str) -> int:
     return ctx.statement_offset
 
 
-def _identifier_offset(ctx: Context, node: exp.Expr) -> int:
-    """File offset of the first identifier in `node` (sqlglot records token positions)."""
-    for identifier in node.find_all(exp.Identifier):
-        start = identifier.meta.get("start")
-        if isinstance(start, int):
-            return ctx.view.base + start
-    return ctx.statement_offset
-
-
-def _assigned_columns(update: exp.Expr) -> list[exp.Expr]:
-    columns: list[exp.Expr] = []
-    for assignment in update.args.get("expressions") or []:
-        target = assignment.this if isinstance(assignment, exp.EQ) else None
-        if isinstance(target, exp.Tuple):
-            columns.extend(target.expressions)
-        elif target is not None:
-            columns.append(target)
-    return columns
-
-
-def _check_duplicates(ctx: Context, columns: list[exp.Expr], statement: str) -> None:
-    seen: set[str] = set()
-    for column in columns:
-        identifier = column.this if isinstance(column, exp.Column) else column
-        name = _fold(identifier)
-        if name is None:
-            continue
-        if name in seen:
-            ctx.outcome.hit(
-                "ban-duplicate-column-assignments",
-                _identifier_offset(ctx, column),
-                f"Column {name} is assigned twice in one {statement}: PostgreSQL rejects "
-                "the statement.",
-            )
-        seen.add(name)
+def _duplicates(ctx: Context, change: Change) -> None:
+    statement = "UPDATE" if change.verb == "UPDATE" else "INSERT"
+    for name, offset in change.duplicates:
+        ctx.outcome.hit(
+            "ban-duplicate-column-assignments",
+            ctx.view.base + offset if offset >= 0 else ctx.statement_offset,
+            f"Column {name} is assigned twice in one {statement}: PostgreSQL rejects "
+            "the statement.",
+        )
 
 
 def data_statement(ctx: Context) -> None:
     outcome = ctx.outcome
-    tree = ctx.tree
-    if tree is None:
+    facts = ctx.data
+    if facts is None:
         _from_tokens(ctx)
         return
-    for node_type, kind in _ROOT_KINDS:
-        if isinstance(tree, node_type):
-            outcome.kind = kind
-            break
-    else:
-        outcome.kind = "SELECT"
-    changes = False
-    for node in tree.find_all(exp.Update, exp.Delete, exp.Merge, exp.Insert):
-        if not changes and outcome.kind == "SELECT":
+    outcome.kind = facts.root
+    for change in facts.changes:
+        if outcome.kind == "SELECT":
             # WITH moved AS (DELETE ... RETURNING *) SELECT ...: the change is what matters.
-            outcome.kind = next(
-                kind for node_type, kind in _ROOT_KINDS if isinstance(node, node_type)
-            )
-        changes = True
+            outcome.kind = change.verb
         outcome.take_lock("ROW EXCLUSIVE")
-        if isinstance(node, exp.Insert):
-            _insert(ctx, node)
-        elif isinstance(node, exp.Update):
-            _update_or_delete(ctx, node, "UPDATE")
-        elif isinstance(node, exp.Delete):
-            _update_or_delete(ctx, node, "DELETE")
-        elif isinstance(node, exp.Merge):
-            _merge(ctx, node)
-    if not changes:
-        _select(ctx, tree)
+        if change.verb == "INSERT":
+            _insert(ctx, change)
+        elif change.verb in ("UPDATE", "DELETE"):
+            _update_or_delete(ctx, change)
+        else:
+            _merge(ctx, change)
+    if not facts.changes:
+        _select(ctx, facts.reads, facts.locking)
 
 
-def _select(ctx: Context, tree: exp.Expr) -> None:
+def _select(ctx: Context, reads: tuple[str, ...], locking: bool) -> None:
     outcome = ctx.outcome
-    named_queries = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
-    for node in tree.find_all(exp.Table):
-        name = table_name(node)
-        if name is not None and name not in named_queries:
-            outcome.add_table(name)
-    locking = any(True for _ in tree.find_all(exp.Lock))
+    for name in reads:
+        outcome.add_table(name)
     outcome.take_lock("ROW SHARE" if locking else "ACCESS SHARE")
     outcome.mark("additive")
     view = ctx.view
@@ -138,51 +67,46 @@ def _select(ctx: Context, tree: exp.Expr) -> None:
                 )
 
 
-def _insert(ctx: Context, node: exp.Insert) -> None:
+def _insert(ctx: Context, change: Change) -> None:
     outcome = ctx.outcome
-    target = node.this
-    name = table_name(target)
-    if name is not None:
-        outcome.add_table(name)
-    if isinstance(target, exp.Schema):
-        _check_duplicates(ctx, list(target.expressions), "INSERT")
-    conflict = node.args.get("conflict")
-    if isinstance(conflict, exp.OnConflict) and conflict.args.get("action") is not None:
-        action = conflict.args["action"]
-        if "UPDATE" in str(getattr(action, "this", action)).upper():
-            outcome.mixed = True
+    if change.table is not None:
+        outcome.add_table(change.table)
+    _duplicates(ctx, change)
+    if change.upsert_update:
+        outcome.mixed = True
     outcome.mark("additive")
 
 
-def _update_or_delete(ctx: Context, node: exp.Expr, verb: str) -> None:
+def _update_or_delete(ctx: Context, change: Change) -> None:
     outcome = ctx.outcome
-    name = table_name(node.this)
+    verb = change.verb
+    name = change.table
     offset = _keyword_offset(ctx, verb)
     outcome.mixed = True
     if name is None:
         return
     outcome.add_table(name)
-    if verb == "UPDATE":
-        _check_duplicates(ctx, _assigned_columns(node), "UPDATE")
+    _duplicates(ctx, change)
     if ctx.state.is_new_table(name):
         return
     outcome.data_changes.append((bare(name), offset, verb))
-    if node.args.get("where") is None:
+    if verb == "DELETE":
+        outcome.mark("data-losing")
+    if not change.has_where:
         outcome.hit(
             "backfill-without-batching",
             offset,
             f"{verb} on {name} without WHERE changes every row in one transaction, locking "
             "them all until it commits.",
         )
-        outcome.mark("long-locking")
-        if verb == "DELETE":
-            outcome.mark("data-losing")
+        # every row's old values are overwritten (or gone): not undone by a down migration
+        outcome.mark("long-locking", "data-losing")
 
 
-def _merge(ctx: Context, node: exp.Merge) -> None:
+def _merge(ctx: Context, change: Change) -> None:
     outcome = ctx.outcome
     outcome.mixed = True
-    name = table_name(node.this)
+    name = change.table
     if name is None:
         return
     outcome.add_table(name)
@@ -222,6 +146,8 @@ def _from_tokens(ctx: Context) -> None:
         return
     offset = view.offset(0)
     outcome.data_changes.append((bare(name), offset, kind))
+    if kind == "DELETE":
+        outcome.mark("data-losing")
     if kind in ("UPDATE", "DELETE") and view.find("WHERE", 0) == -1:
         outcome.hit(
             "backfill-without-batching",
@@ -229,9 +155,7 @@ def _from_tokens(ctx: Context) -> None:
             f"{kind} on {name} without WHERE changes every row in one transaction, locking "
             "them all until it commits.",
         )
-        outcome.mark("long-locking")
-        if kind == "DELETE":
-            outcome.mark("data-losing")
+        outcome.mark("long-locking", "data-losing")
 
 
 def copy(ctx: Context) -> None:

@@ -108,8 +108,16 @@ def truncate(ctx: Context) -> None:
     if names and all(ctx.state.is_new_table(name) for name, _ in names) and cascade == -1:
         outcome.mixed = True
         outcome.only_new_tables = True
-    else:
-        outcome.mark("data-losing")
+        return
+    outcome.mark("data-losing")
+    existing = [name for name, _ in names if not ctx.state.is_new_table(name)]
+    if existing:
+        outcome.hit(
+            "ban-truncate",
+            view.offset(0),
+            f"TRUNCATE {', '.join(existing)} deletes every row of a table that exists before "
+            "this migration.",
+        )
 
 
 # ---------------------------------------------------------------------------- maintenance
@@ -217,15 +225,25 @@ def lock_table(ctx: Context) -> None:
     i = ctx.start
     if view.word(i) == "TABLE":
         i += 1
-    for name, _ in _names(ctx, i):
+    names = [name for name, _ in _names(ctx, i)]
+    for name in names:
         outcome.add_table(name)
     mode = "ACCESS EXCLUSIVE"
     in_at = view.find("IN", i)
     mode_at = view.find("MODE", i)
     if in_at != -1 and mode_at > in_at:
         mode = " ".join(view.words[in_at + 1 : mode_at])
-    outcome.take_lock(mode if mode in _LOCK_NAMES else "ACCESS EXCLUSIVE")
+    mode = mode if mode in _LOCK_NAMES else "ACCESS EXCLUSIVE"
+    outcome.take_lock(mode)
     outcome.mixed = True
+    if names and all(ctx.state.is_new_table(name) for name in names):
+        return
+    outcome.hit(
+        "explicit-table-lock",
+        view.offset(0),
+        f"LOCK {', '.join(names) or 'TABLE'} IN {mode} MODE holds the lock until the migration "
+        "commits, blocking conflicting queries for the whole migration.",
+    )
 
 
 _LOCK_NAMES = frozenset(
@@ -496,13 +514,26 @@ def grant(ctx: Context) -> None:
 
 
 def revoke(ctx: Context) -> None:
-    ctx.outcome.mixed = True
+    view = ctx.view
+    outcome = ctx.outcome
+    outcome.mixed = True
+    on = view.find("ON", ctx.start)
+    # REVOKE role FROM user (membership) has no ON; both can break the running version.
+    target = view.text_of(on + 1, view.find("FROM", on)) if on != -1 else "a role membership"
+    outcome.mark("breaking")
+    outcome.hit(
+        "ban-revoke",
+        view.offset(0),
+        f"REVOKE takes away privileges on {' '.join(target.split()) or '?'}: the running "
+        "version's queries that need them fail with permission denied.",
+    )
 
 
 def opaque(ctx: Context) -> None:
     """DO, CALL, EXECUTE: code the lint cannot see into."""
     ctx.outcome.take_lock("ACCESS EXCLUSIVE")
     ctx.outcome.mixed = True
+    ctx.outcome.unanalysable = True
     ctx.outcome.hit(
         "unrecognized-statement",
         ctx.view.offset(0),

@@ -1,0 +1,57 @@
+"""What the data checks need of a SELECT/INSERT/UPDATE/DELETE/MERGE, as plain values.
+
+sqlglot's syntax tree is read once, when the statement is parsed (`parse.data_facts`), into
+these records; the checks read the records. Plain values can be cached between runs, so a
+re-lint needs neither the tree nor sqlglot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One INSERT, UPDATE, DELETE or MERGE inside the statement (a CTE may hold several)."""
+
+    verb: str
+    table: str | None
+    """The folded, qualified target, or None when it is not a plain table name."""
+    has_where: bool
+    duplicates: tuple[tuple[str, int], ...]
+    """Columns assigned (or listed) twice, with the offset of the repeat in the statement."""
+    upsert_update: bool = False
+    """INSERT ... ON CONFLICT DO UPDATE."""
+
+
+@dataclass(frozen=True, slots=True)
+class DataFacts:
+    root: str
+    """INSERT, UPDATE, DELETE, MERGE or SELECT: the statement's own kind."""
+    changes: tuple[Change, ...]
+    reads: tuple[str, ...]
+    """Tables a plain query reads (CTE names left out)."""
+    locking: bool
+    """SELECT ... FOR UPDATE/SHARE."""
+
+    def pack(self) -> tuple[object, ...]:
+        """As nested tuples of plain values (for the statement cache)."""
+        return (
+            self.root,
+            tuple(
+                (c.verb, c.table, c.has_where, c.duplicates, c.upsert_update) for c in self.changes
+            ),
+            self.reads,
+            self.locking,
+        )
+
+    @staticmethod
+    def unpack(packed: tuple[Any, ...]) -> DataFacts:
+        root, changes, reads, locking = packed
+        return DataFacts(
+            str(root),
+            tuple(Change(*change) for change in changes),
+            tuple(reads),
+            bool(locking),
+        )

@@ -1,0 +1,6 @@
+
+
+ALTER TABLE resource_config_scopes
+  DROP COLUMN last_check_finished;
+
+

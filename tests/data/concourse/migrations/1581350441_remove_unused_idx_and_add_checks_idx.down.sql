@@ -1,0 +1,7 @@
+
+
+CREATE INDEX builds_job_id_succeeded_idx ON builds (job_id, id DESC) where status = 'succeeded';
+
+DROP INDEX started_checks_idx;
+
+

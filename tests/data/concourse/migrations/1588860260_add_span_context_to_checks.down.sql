@@ -1,0 +1,3 @@
+
+ALTER TABLE checks DROP COLUMN span_context;
+

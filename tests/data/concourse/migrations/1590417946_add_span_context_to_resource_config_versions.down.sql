@@ -1,0 +1,3 @@
+
+ALTER TABLE resource_config_versions DROP COLUMN span_context;
+

@@ -1,0 +1,3 @@
+ALTER TABLE jobs
+  DROP COLUMN paused_by,
+  DROP COLUMN paused_at;
