@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 import yaml
 from tests.e2e.releases import APP, Timeline, WebApp
+from tests.e2e.shop import CREATE_USERS, database_migration, release
 from tests.env.cluster import Cluster
+from tests.env.executor import LocalPodExecutor, make_backup_volume
 from tests.env.operator_runner import OperatorProcess, install_rbac, service_account_kubeconfig
 from tests.env.processes import wait_until
 from tests.env.prometheus import PrometheusServer
@@ -105,3 +107,35 @@ def web(
         finally:
             traffic.remove_app(k.namespace, APP)
     timeline.check()
+
+
+@pytest.fixture
+def v1_live(
+    k: Kubectl,
+    operator: OperatorProcess,
+    pod_executor: LocalPodExecutor,
+    traffic: TrafficClient,
+    prometheus: PrometheusServer,
+    database_url: str,
+) -> str:
+    """Release v1 at schema 001, with traffic flowing; returns the database URL."""
+    make_backup_volume(k.cluster, k.namespace, "backups")
+    k.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "shop-db"},
+            "stringData": {"url": database_url},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {"ports": [{"port": 80}]},
+        },
+        database_migration([CREATE_USERS]),
+        release("v1", {"targetVersion": "001"}, prometheus, k.namespace),
+    )
+    traffic.set_app(k.namespace, "web", service="web", rps=50)
+    k("wait", "--for=condition=Ready", "fr/web", "--timeout=120s")
+    return database_url

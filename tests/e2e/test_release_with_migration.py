@@ -3,86 +3,22 @@ the old colour is gone, breaking changes refused, and the schema rolled back whe
 
 from __future__ import annotations
 
-from typing import Any
-
 import psycopg
 import pytest
 from tests.e2e.conftest import Kubectl
-from tests.env.executor import LocalPodExecutor, make_backup_volume
-from tests.env.operator_runner import OperatorProcess
+from tests.e2e.shop import (
+    ADD_EMAIL,
+    CREATE_USERS,
+    DROP_NAME,
+    columns,
+    database_migration,
+    release,
+    versions,
+)
 from tests.env.prometheus import PrometheusServer
-from tests.env.samples import SHOP_DROP_NAME, SHOP_EMAIL, SHOP_USERS, shop_migration, web_release
 from tests.env.traffic import TrafficClient
 
 pytestmark = pytest.mark.cluster
-
-CREATE_USERS, ADD_EMAIL, DROP_NAME = SHOP_USERS, SHOP_EMAIL, SHOP_DROP_NAME
-
-
-def database_migration(migrations: list[dict[str, Any]], **policy: Any) -> dict[str, Any]:
-    return shop_migration(migrations, **policy)
-
-
-def release(
-    version: str,
-    migration: dict[str, Any],
-    prometheus: PrometheusServer,
-    namespace: str,
-    **spec: Any,
-) -> dict[str, Any]:
-    return web_release(
-        version, namespace=namespace, prometheus_url=prometheus.url, migration=migration, **spec
-    )
-
-
-def versions(url: str) -> list[str]:
-    with psycopg.connect(url) as conn:
-        return [
-            r[0] for r in conn.execute("select version from lockstep.schema_migrations order by 1")
-        ]
-
-
-def columns(url: str) -> list[str]:
-    with psycopg.connect(url) as conn:
-        return [
-            r[0]
-            for r in conn.execute(
-                "select column_name from information_schema.columns "
-                "where table_name = 'users' order by 1"
-            )
-        ]
-
-
-@pytest.fixture
-def v1_live(
-    k: Kubectl,
-    operator: OperatorProcess,
-    pod_executor: LocalPodExecutor,
-    traffic: TrafficClient,
-    prometheus: PrometheusServer,
-    database_url: str,
-) -> str:
-    """Release v1 at schema 001, with traffic flowing; returns the database URL."""
-    make_backup_volume(k.cluster, k.namespace, "backups")
-    k.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "shop-db"},
-            "stringData": {"url": database_url},
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "web"},
-            "spec": {"ports": [{"port": 80}]},
-        },
-        database_migration([CREATE_USERS]),
-        release("v1", {"targetVersion": "001"}, prometheus, k.namespace),
-    )
-    traffic.set_app(k.namespace, "web", service="web", rps=50)
-    k("wait", "--for=condition=Ready", "fr/web", "--timeout=120s")
-    return database_url
 
 
 def test_happy_path_backup_expand_switch_analysis_scale_down_contract_ready(
