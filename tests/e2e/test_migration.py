@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 from tests.e2e.conftest import Kubectl
+from tests.e2e.releases import holds_for
 from tests.env.cluster import EXEC, FAIL
 from tests.env.executor import LocalPodExecutor, make_backup_volume
 from tests.env.operator_runner import OperatorProcess
@@ -318,3 +319,41 @@ def test_nothing_secret_appears_in_status_events_or_operator_logs(
     seen = json.dumps(k.get("dbm", "shop-db")) + json.dumps(k.events("shop-db")) + operator.logs()
     assert password not in seen
     assert database_url not in seen and broken_url not in seen
+
+
+def test_a_change_of_the_migrations_configmap_is_seen_at_once(
+    k: Kubectl, operator: OperatorProcess, database_url: str
+) -> None:
+    def configmap(*migrations: dict[str, Any]) -> dict[str, Any]:
+        data = {f"{m['version']}_{m['name']}.up.sql": m["up"] for m in migrations}
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "m"}, "data": data}
+
+    body = migration(migrations=[])
+    body["spec"]["source"] = {"configMapRef": {"name": "m"}}
+    k.apply(secret(database_url), configmap(USERS), body)
+    k("wait", "--for=condition=Ready", "dbm/shop-db", "--timeout=60s")
+    k.apply(configmap(USERS, EMAIL))
+    # the ConfigMap is watched: an idle DatabaseMigration wakes up, it does not poll
+    k.wait_for("002 applied", lambda: ledger(database_url) == ["001", "002"], timeout=10)
+    k.wait_for("Ready at 002", lambda: k.status("dbm", "shop-db").get("currentVersion") == "002")
+
+
+def test_an_idle_migration_opens_no_database_connection(
+    k: Kubectl, operator: OperatorProcess, database_url: str
+) -> None:
+    k.apply(secret(database_url), migration(migrations=[USERS]))
+    k("wait", "--for=condition=Ready", "dbm/shop-db", "--timeout=60s")
+
+    def connections() -> int:
+        name = database_url.rsplit("/", 1)[1]
+        with psycopg.connect(database_url.rsplit("/", 1)[0] + "/postgres") as conn:
+            row = conn.execute(
+                "select numbackends + xact_commit + xact_rollback from pg_stat_database "
+                "where datname = %s",
+                (name,),
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    before = connections()
+    holds_for(10, "no new sessions or transactions", lambda: connections() == before)

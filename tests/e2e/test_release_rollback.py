@@ -129,3 +129,31 @@ def test_prometheus_down_during_analysis_never_promotes_and_aborts_after_the_err
     assert [m["phase"] for m in last_round] == ["Error"] * 3
     assert all("Prometheus unreachable" in m["message"] for m in last_round)
     assert all(h["outcome"] != "Promoted" for h in status["history"] if h["release"] == "v2")
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ('sum(rate(http_requests_total{color="{{color}}"}[1m])', "parse error"),
+        ('sum(rate(no_such_requests_total{color="{{color}}"}[1m]))', "no metric named"),
+    ],
+)
+def test_an_analysis_query_that_cannot_run_stops_the_release_before_the_switch(
+    web: WebApp, query: str, error: str
+) -> None:
+    web.go_live("v1")
+    analysis = web.analysis(interval="1s", duration="4s")
+    analysis["metrics"][0]["query"] = query
+    web.apply("v2", analysis=analysis)
+    status = web.timeline.wait_for_release(
+        "the release blocked before the switch", lambda s: s.get("phase") == "Blocked"
+    )
+    assert status["step"] == "PrePromotionChecks"
+    assert error in status["message"] and query in status["message"]
+    assert web.selector_color() == "blue"
+    assert web.timeline.selector_colors() == [None, "blue"]
+
+    # fixed in the spec, the same release goes on
+    web.apply("v2", analysis=web.analysis(interval="1s", duration="4s"))
+    web.wait_for_phase("Ready", release="v2")
+    assert web.selector_color() == "green"

@@ -530,3 +530,69 @@ def test_every_app_version_of_the_model_is_released_cleanly_from_v1() -> None:
         expected = Step.ROLLED_BACK if (app.bad or app.never_ready or app.failing_check) else None
         if expected:
             assert fr(w).step == expected, (version, describe(w))
+
+
+# ------------------------------------------------------------------- what a new user reads
+
+
+def test_a_broken_later_migration_does_not_block_a_release_whose_schema_is_there() -> None:
+    from lockstep.release.world import MigrationView
+
+    sim = Sim(spec(migration={"ref": "db", "targetVersion": "003"}))
+    sim.migration = MigrationView(
+        exists=True,
+        current_version="003",
+        target_version="004",
+        observed_current=True,
+        stalled=True,
+        message="the lint found errors in 004 (broken)",
+    )
+    sim.run()
+    assert sim.typed_status().phase == "Ready"
+
+
+def test_a_release_waiting_for_a_broken_migration_names_it() -> None:
+    from lockstep.release.world import MigrationView
+
+    sim = Sim(spec(migration={"ref": "db", "targetVersion": "004"}))
+    sim.migration = MigrationView(
+        exists=True,
+        current_version="003",
+        observed_current=True,
+        stalled=True,
+        message="the lint found errors in 004 (broken)",
+    )
+    sim.run()
+    st = sim.typed_status()
+    assert st.phase == "Blocked"
+    assert st.message == (
+        "DatabaseMigration db cannot reach 004: the lint found errors in 004 (broken)"
+    )
+
+
+def test_an_analysis_failure_names_the_first_failing_measurement_and_a_count() -> None:
+    sim = Sim(spec(analysis=ANALYSIS))
+    sim.run()
+    sim.change(template=template("v2"), release="v2")
+    sim.metric_value = 0.5
+    sim.run()
+    message = sim.typed_status().message or ""
+    assert message.startswith("Rolled back to blue: AnalysisFailed: 2 failed measurements")
+    assert "error-ratio=0.5 (0.5 is above max 0.05); 2 of 2 measurements" in message
+    assert "details in status.analysis" in message
+
+
+def test_a_query_that_cannot_run_stops_the_release_before_traffic_moves() -> None:
+    sim = Sim(spec(analysis=ANALYSIS))
+    sim.run()
+    sim.preflight_error = "query failed: bad_data: 1:8: parse error: unexpected <EOF>"
+    sim.change(template=template("v2"), release="v2")
+    sim.run()
+    st = sim.typed_status()
+    assert (st.phase, st.step, sim.service_color) == ("Blocked", Step.PRE_PROMOTION_CHECKS, "blue")
+    assert "analysis metric error-ratio cannot be measured: query failed" in (st.message or "")
+    assert "(query: errors{color='{{color}}'})" in (st.message or "")
+    sim.preflight_error = None  # the spec is fixed
+    sim.change(analysis=dict(ANALYSIS, interval="2s"))
+    sim.run()
+    assert (sim.typed_status().phase, sim.service_color) == ("Ready", "green")
