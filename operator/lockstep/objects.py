@@ -62,11 +62,39 @@ def write_status(
     metrics.observed(obj.kind, obj.namespace, obj.name, status)
     if status == obj.status and not always:
         return None
-    patch: dict[str, Any] = {key: None for key in obj.status if key not in status}
-    patch.update(status)
+    patch = merge_patch(obj.status, status)
     return kube.patch_status(
         obj.plural, obj.namespace, obj.name, patch, resource_version=obj.resource_version or None
     )
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns `old` into `new`: keys that went away are
+    set to null at every depth (a merge patch keeps nested keys it does not mention)."""
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif key not in old or before != value:
+            patch[key] = value
+    return patch
+
+
+def apply_merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """What the API server makes of a JSON merge patch (RFC 7386)."""
+    result = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, Mapping):
+            before = result.get(key)
+            result[key] = apply_merge_patch(before if isinstance(before, Mapping) else {}, value)
+        else:
+            result[key] = value
+    return result
 
 
 def newest(*objects: Mapping[str, Any] | None) -> Mapping[str, Any] | None:

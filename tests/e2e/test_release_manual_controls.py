@@ -183,7 +183,10 @@ def test_controls_that_cannot_apply_are_refused_at_once_with_the_reason(web: Web
     web.plugin("resume", APP)
     promoted = web.plugin("promote", APP).stdout
     assert "promote skips the rest of the analysis" in promoted
-    assert "the operator answered: Accepted: promoting: the rest of the analysis is skipped" in promoted
+    assert (
+        "the operator answered: Accepted: promoting: the rest of the analysis is skipped"
+        in promoted
+    )
     web.wait_for_phase("Ready", release="v2")
     assert web.outcome() == PROMOTED
 

@@ -154,11 +154,17 @@ def test_rows_written_between_two_attempts_survive_the_second_restore(
     with psycopg.connect(v1_live, autocommit=True) as conn:
         conn.execute("INSERT INTO users (name) VALUES ('between'), ('attempts')")
     k("annotate", "fr", "web", "lockstep.dev/request=retry@second", "--overwrite")
-    k.wait_for(
-        "the second attempt rolled back",
-        lambda: (s := k.status("fr", "web")).get("phase") == "RolledBack" and s.get("attempt") == 2,
-        timeout=240,
-    )
+    try:
+        k.wait_for(
+            "the second attempt rolled back",
+            lambda: (
+                (s := k.status("fr", "web")).get("phase") == "RolledBack" and s.get("attempt") == 2
+            ),
+            timeout=240,
+        )
+    except TimeoutError:
+        fr, dbm = k.status("fr", "web"), k.status("dbm", "shop-db")
+        raise AssertionError(f"fr: {json.dumps(fr)}\ndbm: {json.dumps(dbm)}") from None
     k.wait_for("restored again", lambda: "email" not in columns(v1_live), timeout=60)
     with psycopg.connect(v1_live) as conn:
         names = [r[0] for r in conn.execute("SELECT name FROM users ORDER BY id")]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lockstep.kube import Conflict, NotFound, ObjectRef
+from lockstep.objects import apply_merge_patch
 
 
 @dataclass
@@ -54,13 +55,7 @@ class FakeKube:
             raise NotFound(name)
         if resource_version and obj["metadata"]["resourceVersion"] != resource_version:
             raise Conflict(name)
-        merged = dict(obj.get("status") or {})
-        for key, value in status.items():
-            if value is None:
-                merged.pop(key, None)
-            else:
-                merged[key] = value
-        obj["status"] = merged
+        obj["status"] = apply_merge_patch(obj.get("status") or {}, status)
         self.rv += 1
         obj["metadata"]["resourceVersion"] = str(self.rv)
         return copy.deepcopy(obj)

@@ -32,6 +32,7 @@ from lockstep.migrations.plan import PlanError, make_plan
 from lockstep.migrations.reconcile import claim_of, quiet
 from lockstep.migrations.records import AppliedMigration
 from lockstep.migrations.source import Migration, from_inline, source_hash
+from lockstep.objects import apply_merge_patch, merge_patch
 from lockstep.release import machine as release_machine
 from lockstep.release.analysis import QueryResult
 from lockstep.release.reconcile import controls_from
@@ -553,7 +554,7 @@ class World:
         if obj.rv != self.fr.rv:
             self.refresh(operator)  # conflict: re-read, decide again next time
             return
-        self.fr.status = status
+        self.fr.status = self.patched(obj.status, self.fr.status, status)
         self.fr.rv = self.bump()
         view.fr = dataclasses.replace(self.fr)
         claim = decision.status.database
@@ -570,6 +571,15 @@ class World:
                 f"available pods (step {decision.status.step})"
             )
         self.check_schema("the release operator")
+
+    def patched(
+        self, seen: dict[str, Any], stored: dict[str, Any], wanted: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The status the API server keeps after the merge patch the reconcilers send."""
+        result = apply_merge_patch(stored, merge_patch(seen, wanted))
+        if result != wanted:
+            self.violations.append(f"the status written is not the status decided: {result}")
+        return result
 
     def release_action(self, action: Any, decision: release_machine.Decision) -> None:
         if isinstance(action, Emit):
@@ -713,7 +723,7 @@ class World:
         if view.dbm.rv != self.dbm.rv:
             self.refresh(operator)
             return False
-        self.dbm.status = status
+        self.dbm.status = self.patched(view.dbm.status, self.dbm.status, status)
         self.dbm.rv = self.bump()
         view.dbm = dataclasses.replace(self.dbm)
         return True

@@ -305,3 +305,13 @@ def test_an_invalid_migration_spec_is_quiet() -> None:
 
 def test_the_migration_view_of_a_release_is_empty_when_it_does_not_exist() -> None:
     assert not MigrationView(exists=False).acks
+
+
+def test_a_status_write_removes_nested_fields_that_went_away() -> None:
+    from lockstep.objects import apply_merge_patch, merge_patch
+
+    old = {"database": {"needs": "1", "request": {"id": "web/2"}}, "gone": 1, "same": [1]}
+    new = {"database": {"needs": "1"}, "same": [1], "added": {"a": 1}}
+    patch = merge_patch(old, new)
+    assert patch == {"gone": None, "database": {"request": None}, "added": {"a": 1}}
+    assert apply_merge_patch(old, patch) == new

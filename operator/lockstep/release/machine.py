@@ -1266,11 +1266,12 @@ class Machine:
         if to_version is None:
             self.note_database("kept: the stable revision declares no schema version")
             return True
-        if current is None or current <= to_version:
-            return True  # nothing above what the stable revision needs
         claim = self.st.database
         rid = request_id(self.name, self.st.attempt_serial)
         request = claim.request if claim is not None else None
+        asked = request is not None and request.id == rid
+        if not asked and (current is None or current <= to_version):
+            return True  # nothing above what the stable revision needs
         if request is None or request.id != rid:
             backup = claim.backup if claim is not None else None
             if mode == DatabaseRollback.RESTORE and backup is None:
