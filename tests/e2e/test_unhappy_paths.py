@@ -12,9 +12,10 @@ from pathlib import Path
 import psycopg
 import pytest
 from tests.e2e.conftest import Kubectl
-from tests.e2e.releases import Timeline
+from tests.e2e.releases import Timeline, WebApp
 from tests.e2e.shop import ADD_EMAIL, CREATE_USERS, DROP_NAME, columns, database_migration, release
 from tests.env.operator_runner import OperatorProcess
+from tests.env.postgres import PostgresServer
 from tests.env.processes import wait_until
 from tests.env.prometheus import PrometheusServer
 from tests.env.traffic import TrafficClient
@@ -224,3 +225,140 @@ def test_two_operator_processes_never_fight_over_the_service(
             assert status["phase"] in ("Ready", "RolledBack")
     finally:
         second.stop()
+
+
+def test_migrations_waiting_for_locks_never_delay_a_rollback(
+    web: WebApp,
+    lockstep_operator: OperatorProcess,
+    operator_kubeconfig: Path,
+    session_dir: Path,
+    postgres: PostgresServer,
+) -> None:
+    # Two release workers and two migration workers; three migrations stuck behind locks a
+    # long transaction holds (each waits out lock_timeout and backs off, on a worker thread).
+    lockstep_operator.stop()
+    log_dir = session_dir / "small-pools"
+    log_dir.mkdir(exist_ok=True)
+    small = OperatorProcess(
+        operator_kubeconfig,
+        log_dir,
+        extra_env={"LOCKSTEP_WORKERS": "2", "LOCKSTEP_MIGRATION_WORKERS": "2"},
+    )
+    small.start()
+    holders = []
+    try:
+        web.go_live("v1", analysis=web.analysis(interval="1s", duration="30s"))
+        for n in range(3):
+            url = postgres.create_database(f"{web.namespace.replace('-', '_')}_{n}")
+            holder = psycopg.connect(url, autocommit=True)
+            holder.execute("CREATE TABLE t (id int)")
+            holder.execute("BEGIN")
+            holder.execute("LOCK TABLE t IN ACCESS SHARE MODE")
+            holders.append(holder)
+            web.k.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": f"db-{n}"},
+                    "stringData": {"url": url},
+                },
+                {
+                    "apiVersion": "lockstep.dev/v1alpha1",
+                    "kind": "DatabaseMigration",
+                    "metadata": {"name": f"db-{n}"},
+                    "spec": {
+                        "database": {
+                            "urlFrom": {"secretKeyRef": {"name": f"db-{n}", "key": "url"}}
+                        },
+                        "source": {
+                            "migrations": [
+                                {"version": "001", "name": "c", "up": "ALTER TABLE t ADD c int;"}
+                            ]
+                        },
+                        "policy": {"backup": "never", "lockTimeout": "1s", "retryBackoff": "5s"},
+                    },
+                },
+            )
+
+        def migrating() -> int:
+            return sum(web.k.status("dbm", f"db-{n}").get("phase") == "Migrating" for n in range(3))
+
+        # both migration workers are taken (the third migration waits for one)
+        wait_until(lambda: migrating() >= 2, timeout=60, what="migrations waiting for locks")
+        web.apply("v2", analysis=web.analysis(interval="1s", duration="30s"))
+        web.timeline.wait_for_release("analysis of v2", lambda s: s.get("step") == "Analysis")
+        web.start_clients(error_ratio={"v2": 0.5})
+        web.wait_for_phase("RolledBack", timeout=60)
+        # the migrations are still waiting: the rollback did not wait for them
+        assert all(web.k.status("dbm", f"db-{n}").get("currentVersion") is None for n in range(3))
+    finally:
+        for holder in holders:
+            holder.close()
+        small.stop()
+
+
+def test_names_of_63_characters_work_everywhere(
+    k: Kubectl,
+    operator: OperatorProcess,
+    pod_executor: object,
+    prometheus: PrometheusServer,
+    database_url: str,
+) -> None:
+    from tests.env.executor import make_backup_volume
+    from tests.env.samples import shop_migration, web_release
+
+    name = "a-release-with-a-name-as-long-as-kubernetes-allows-for-a-label-x"[:63]
+    db = "a-database-migration-with-a-name-as-long-as-a-label-can-be-xxxxx"[:63]
+    make_backup_volume(k.cluster, k.namespace, "backups")
+    migration = shop_migration([CREATE_USERS])
+    migration["metadata"]["name"] = db
+    migration["spec"]["database"]["urlFrom"]["secretKeyRef"]["name"] = "shop-db"
+    k.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "shop-db"},
+            "stringData": {"url": database_url},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {"ports": [{"port": 80}]},
+        },
+        migration,
+    )
+    k("wait", "--for=condition=Ready", f"dbm/{db}", "--timeout=120s")
+    assert k.status("dbm", db)["backups"], "its backup Job was found by its label"
+
+    def named(version: str) -> dict[str, object]:
+        body = web_release(
+            version,
+            namespace=k.namespace,
+            prometheus_url=prometheus.url,
+            migration={"ref": db, "targetVersion": "001"},
+            checks={
+                "prePromotion": [
+                    {
+                        "name": "smoke",
+                        "template": {
+                            "spec": {"containers": [{"name": "smoke", "image": "example/smoke:1"}]}
+                        },
+                    }
+                ]
+            },
+        )
+        body["metadata"]["name"] = name
+        return body
+
+    k.apply(named("v1"))
+    k("wait", "--for=condition=Ready", f"fr/{name}", "--timeout=120s")
+    k.apply(named("v2"))
+    k.wait_for(
+        "v2 live",
+        lambda: (s := k.status("fr", name)).get("release") == "v2" and s.get("phase") == "Ready",
+        timeout=180,
+    )
+    deployments = json.loads(k("get", "deployments", "-o", "json"))["items"]
+    assert all(len(d["metadata"]["name"]) <= 63 for d in deployments)
+    assert k.status("fr", name)["checks"][0]["phase"] == "Succeeded"
