@@ -57,8 +57,7 @@ class LiveFacts:
         """What the catalog proves, in the lint's terms: column types, columns with a CHECK,
         and columns that are NOT NULL or have a validated CHECK (c IS NOT NULL)."""
         from lockstep.lint.facts import parse_type
-        from lockstep.lint.parse import token_list, tokenize
-        from lockstep.lint.reading import SyntaxProblem
+        from lockstep.lint.lexer import tokenize
         from lockstep.lint.tokens import TokenView
 
         state = FileState()
@@ -66,12 +65,10 @@ class LiveFacts:
             bare = _bare(table.name)
             for column in table.columns:
                 key = (bare, unquote(column.name))
-                tokens = tokenize(column.type)
-                if not isinstance(tokens, SyntaxProblem):
-                    view = TokenView(token_list(tokens), column.type, 0)
-                    parsed = parse_type(view, 0, view.n)
-                    if parsed is not None:
-                        state.column_types[key] = parsed
+                view = TokenView(tokenize(column.type), column.type, 0)
+                parsed = parse_type(view, 0, view.n)
+                if parsed is not None:
+                    state.column_types[key] = parsed
                 if column.not_null:
                     state.proven_not_null.add(key)
             for constraint in table.constraints:
