@@ -613,18 +613,20 @@ def _unused(ignore: Ignore) -> Hit | None:
 
 
 def _identifier_lengths(view: TokenView, outcome: Outcome) -> None:
-    if view.longest <= _MAX_IDENTIFIER_BYTES // 4:
-        return  # no character takes more than 4 bytes in UTF-8
+    shortest = _MAX_IDENTIFIER_BYTES // 4  # no character takes more than 4 bytes in UTF-8
+    if view.longest <= shortest:
+        return
+    kinds = view.kinds
     seen: set[str] = set()
-    for i in range(view.n):
-        text = view.texts[i]
-        if len(text) <= _MAX_IDENTIFIER_BYTES // 4 or view.kinds[i] not in (WORD, QUOTED):
+    for i, text in enumerate(view.texts):
+        if len(text) <= shortest or kinds[i] not in (WORD, QUOTED):
             continue
-        if len(text.encode()) > _MAX_IDENTIFIER_BYTES and text not in seen:
+        size = len(text.encode())
+        if size > _MAX_IDENTIFIER_BYTES and text not in seen:
             seen.add(text)
             outcome.hit(
                 "identifier-too-long",
                 view.offset(i),
-                f"Identifier {text[:20]}... is {len(text.encode())} bytes; PostgreSQL "
+                f"Identifier {text[:20]}... is {size} bytes; PostgreSQL "
                 f"truncates it to {_MAX_IDENTIFIER_BYTES}.",
             )

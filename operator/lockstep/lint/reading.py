@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import marshal
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +88,8 @@ def _fingerprint() -> str:
     for path in sorted([*lint_dir.glob("*.py"), *lint_dir.glob("checks/*.py")]):
         stat = path.stat()
         parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    import importlib.util
+
     spec = importlib.util.find_spec("pgparse")
     if spec is not None and spec.origin:
         with contextlib.suppress(OSError):
@@ -142,6 +142,8 @@ class DiskCache:
             return
         if len(self.entries) > MAX_ENTRIES:
             self.entries = dict(list(self.entries.items())[-MAX_ENTRIES:])
+        import tempfile
+
         with contextlib.suppress(OSError, ValueError):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=self.path.parent, delete=False) as handle:
