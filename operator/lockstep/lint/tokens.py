@@ -82,10 +82,7 @@ class TokenView:
 
     def at(self, i: int, *sequence: str) -> bool:
         """Whether the words from i on are exactly `sequence`."""
-        if i < 0 or i + len(sequence) > self.n:
-            return False
-        words = self.words
-        return all(words[i + k] == expected for k, expected in enumerate(sequence))
+        return i >= 0 and self.words[i : i + len(sequence)] == sequence
 
     def offset(self, i: int) -> int:
         """File offset of token i (of the last token when i is past the end)."""
