@@ -616,6 +616,8 @@ def _identifier_lengths(view: TokenView, outcome: Outcome) -> None:
     shortest = _MAX_IDENTIFIER_BYTES // 4  # no character takes more than 4 bytes in UTF-8
     if view.longest <= shortest:
         return
+    if view.longest <= _MAX_IDENTIFIER_BYTES and view.source.isascii():
+        return  # one byte per character
     kinds = view.kinds
     seen: set[str] = set()
     for i, text in enumerate(view.texts):
