@@ -73,7 +73,7 @@ def test_the_locked_runtime_requirements_export_without_development_tools(tmp_pa
         "kopf==",
         "kubernetes==",
         "psycopg==",
-        "sqlglot==",
+        "pgparse==",
         "pydantic==",
         "prometheus-client==",
     ):

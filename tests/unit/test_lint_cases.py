@@ -778,9 +778,19 @@ CASES: list[Case] = [
         [("unrecognized-statement", 1)],
     ),
     Case(
-        "unknown ALTER TABLE action",
+        "unknown ALTER TABLE action: PostgreSQL's parser rejects it",
         "ALTER TABLE users FROBNICATE everything;",
-        [("unrecognized-statement", 1)],
+        [("syntax-error", 1)],
+    ),
+    Case(
+        "unknown ALTER TABLE action let through after review is still not passed",
+        "-- lockstep-ignore: syntax-error\nALTER TABLE users FROBNICATE everything;",
+        [("unrecognized-statement", 2)],
+    ),
+    Case(
+        "RENAME combined with other ALTER TABLE actions is not PostgreSQL",
+        "ALTER TABLE users DROP COLUMN legacy, RENAME COLUMN a TO b;",
+        [("syntax-error", 1)],
     ),
     Case(
         "byte-order mark and CRLF line ends",
@@ -802,8 +812,8 @@ CASES: list[Case] = [
     ),
     Case(
         "squawk spelling",
-        "-- squawk-ignore ban-drop-column,renaming-column\n"
-        "ALTER TABLE users DROP COLUMN legacy, RENAME COLUMN a TO b;",
+        "-- squawk-ignore ban-drop-column,changing-column-type\n"
+        "ALTER TABLE users DROP COLUMN legacy, ALTER COLUMN a TYPE bigint;",
         [],
     ),
     Case(

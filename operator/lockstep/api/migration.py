@@ -368,6 +368,49 @@ class AppliedRecord(StatusModel):
     attempts: int = Field(default=1, description="Tries, counting lock-timeout retries.")
 
 
+class LiveTableFacts(StatusModel):
+    """A table a pending migration touches, as the live database has it."""
+
+    name: str = Field(description="Qualified name.")
+    rows: int = Field(description="Estimated rows (from the planner's statistics).")
+    size_bytes: int = Field(description="Size of the table itself.")
+
+
+class BlockingSession(StatusModel):
+    """A session whose open transaction would make a migration's locks wait."""
+
+    pid: int = Field(description="Backend process id.")
+    application: str = Field(default="", description="Its application_name.")
+    state: str = Field(default="", description="active, idle in transaction, ...")
+    transaction_seconds: float = Field(description="How long its transaction has been open.")
+
+
+class StatementVerdict(StatusModel):
+    """One pending statement judged in the light of the live facts."""
+
+    version: str = Field(description="Version of the migration.")
+    line: int = Field(description="Line in the migration (1-based).")
+    lock: str = Field(description="The strongest table lock it takes.")
+    verdict: str = Field(description="ok, or the worst severity and the findings.")
+
+
+class AnalysisStatus(StatusModel):
+    """What `lockstep analyze` says of the pending migrations (dry runs only), bounded."""
+
+    server_version: str = Field(description="PostgreSQL server version.")
+    tables: list[LiveTableFacts] = Field(
+        default_factory=list, description="The tables the pending migrations touch (at most 20)."
+    )
+    blocking_sessions: list[BlockingSession] = Field(
+        default_factory=list,
+        description="Long transactions and idle-in-transaction sessions (at most 10).",
+    )
+    statements: list[StatementVerdict] = Field(
+        default_factory=list, description="Each pending statement's verdict (at most 50)."
+    )
+    truncated: bool = Field(default=False, description="Whether a list was cut at its bound.")
+
+
 class DatabaseMigrationStatus(StatusModel):
     """Observed state of a DatabaseMigration."""
 
@@ -430,6 +473,10 @@ class DatabaseMigrationStatus(StatusModel):
     server_version: str | None = Field(default=None, description="PostgreSQL server version.")
     declarative: DeclarativeStatus | None = Field(
         default=None, description="Declarative mode: the generated plan and its approval."
+    )
+    analysis: AnalysisStatus | None = Field(
+        default=None,
+        description="Dry runs: the live facts and each pending statement's verdict in them.",
     )
 
 

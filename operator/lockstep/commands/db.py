@@ -10,15 +10,11 @@ not be read.
 from __future__ import annotations
 
 import argparse
-import getpass
-import json
 import os
 import re
-import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
@@ -297,6 +293,8 @@ def run_new(args: argparse.Namespace) -> int:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create {directory}: {exc.strerror or exc}") from None
+    from datetime import UTC, datetime
+
     version = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     stem = f"{version}_{name}"
     up, down = directory / f"{stem}.up.sql", directory / f"{stem}.down.sql"
@@ -688,6 +686,9 @@ def _refuse_lint_errors(plan: Plan, inputs: _Inputs) -> None:
 
 
 def _default_applier() -> str:
+    import getpass
+    import socket
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -753,6 +754,8 @@ def _show_plan(
         document = plan_document(plan)
         if dry_run:
             document["dryRun"] = True
+        import json
+
         print(json.dumps(document, indent=2), file=out)
         return
     current = plan.current_version or "none (empty ledger)"
@@ -802,6 +805,8 @@ def _show_result(result: RunResult, output_format: str) -> None:
             }
             for r in result.results
         ]
+        import json
+
         print(json.dumps(document, indent=2))
         return
     if not result.results and not result.plan.held_back:

@@ -6,7 +6,7 @@ classes) for the runner and the plan.
     result = lint_sql(sql, LintConfig(pg_version=(15, 0)), path="0001_add_email.up.sql")
 
 The names are imported on first use: `lockstep.lint.model` (configuration, results) needs
-neither sqlglot nor the checks, so the planner and the operator's status code can read lint
+neither the parser nor the checks, so the planner and the operator's status code can read lint
 results without paying for the parser.
 """
 

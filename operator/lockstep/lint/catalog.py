@@ -40,9 +40,10 @@ _ABOUT = [
     "existing tables do not apply to them.",
     "- A function call in a DEFAULT that is not in the lint's list of known immutable or "
     "stable functions is treated as volatile.",
-    "- Statements are parsed with sqlglot (PostgreSQL dialect). Forms sqlglot does not know "
-    "are read from their tokens; valid PostgreSQL that sqlglot rejects and the lint does not "
-    "recognise is reported as `syntax-error`, which you can suppress after review.",
+    "- Statements are parsed with PostgreSQL 17's own parser (libpg_query): syntax newer "
+    "than PostgreSQL 17 is reported as `syntax-error`, which you can suppress after review "
+    "(the statement is then checked from its tokens). The parser checks syntax only: a "
+    "misspelled table, column or type name is found when the migration runs.",
     "",
 ]
 

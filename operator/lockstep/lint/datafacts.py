@@ -1,8 +1,8 @@
 """What the data checks need of a SELECT/INSERT/UPDATE/DELETE/MERGE, as plain values.
 
-sqlglot's syntax tree is read once, when the statement is parsed (`parse.data_facts`), into
+PostgreSQL's parse tree is read once, when the statement is parsed (`parse.data_facts`), into
 these records; the checks read the records. Plain values can be cached between runs, so a
-re-lint needs neither the tree nor sqlglot.
+re-lint needs neither the tree nor the parser.
 """
 
 from __future__ import annotations

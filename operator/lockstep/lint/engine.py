@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from lockstep.lint import reading
-from lockstep.lint.checks import PARSED_KINDS, check_for, classify, sqlglot_lacks
+from lockstep.lint import lexer, reading
+from lockstep.lint.checks import check_for, classify
 from lockstep.lint.checks.base import Context, FileState, Hit, Outcome
 from lockstep.lint.directives import Directives, Ignore, read_directives
 from lockstep.lint.facts import blocks_traffic
@@ -33,7 +33,7 @@ _TREE_KINDS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "WITH"
 def read_statement(text: str) -> StatementRead:
     """Tokenize, classify and parse one statement; cached by its text, since the operator
     lints the same migrations on every reconcile (the result is never changed), and on disk
-    when the command line turned that on (then sqlglot is imported only for new text)."""
+    when the command line turned that on."""
     disk = reading.ACTIVE.disk
     if disk is not None:
         found = disk.get(text)
@@ -46,35 +46,22 @@ def read_statement(text: str) -> StatementRead:
 
 
 def _read(text: str) -> StatementRead:
-    from sqlglot import exp
-
     from lockstep.lint import parse
 
-    tokens = parse.tokenize(text)
-    if isinstance(tokens, SyntaxProblem):
-        return StatementRead(None, "", 0, tokens, 0, None)
-    flat = parse.token_list(tokens)
-    view = TokenView(flat, text, 0)
+    tokens = lexer.tokenize(text)
+    view = TokenView(tokens, text, 0)
     kind, start = classify(view) if view.n else ("", 0)
-    if not kind or kind not in PARSED_KINDS or sqlglot_lacks(kind, view):
-        return StatementRead(flat, kind, start, None, 0, None)
-    parsed = parse.parse(tokens, text)
+    if not kind:
+        return StatementRead(tokens, kind, start, None, None)
+    if kind not in _TREE_KINDS:
+        return StatementRead(tokens, kind, start, parse.check(text), None)
+    parsed = parse.parse(text)
     if isinstance(parsed, SyntaxProblem):
-        offset = next(
-            (
-                token.start
-                for token in tokens
-                if token.line == parsed.line and token.col == parsed.column
-            ),
-            0,
-        )
-        return StatementRead(flat, kind, start, parsed, offset, None)
-    data = (
-        parse.data_facts(parsed)
-        if parsed is not None and kind in _TREE_KINDS and not isinstance(parsed, exp.Command)
-        else None
-    )
-    return StatementRead(flat, kind, start, None, 0, data)
+        return StatementRead(tokens, kind, start, parsed, None)
+    if len(parsed) != 1:
+        problem = SyntaxProblem("more than one statement where one was expected")
+        return StatementRead(tokens, kind, start, problem, None)
+    return StatementRead(tokens, kind, start, None, parse.data_facts(parsed[0], text))
 
 
 def clear_caches() -> None:
@@ -191,11 +178,6 @@ class _FileLint:
             )
             return outcome
         read = read_statement(raw.text)
-        if read.tokens is None:
-            outcome = _unparsed()
-            message = read.problem.message if read.problem else "unreadable statement"
-            outcome.hit("syntax-error", raw.start, f"Syntax error: {message}.")
-            return outcome
         view = TokenView(read.tokens, raw.text, raw.start)
         kind, start = read.kind, read.start
         if not kind:
@@ -209,9 +191,7 @@ class _FileLint:
         syntax_hit: Hit | None = None
         if read.problem is not None:
             syntax_hit = Hit(
-                "syntax-error",
-                raw.start + read.problem_offset,
-                f"Syntax error: {read.problem.message}.",
+                "syntax-error", raw.start + read.problem.offset, _syntax_message(read.problem)
             )
             if not syntax_ignored:
                 outcome = _unparsed()
@@ -587,6 +567,14 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min"
 
 
+def _syntax_message(problem: SyntaxProblem) -> str:
+    """PostgreSQL's own wording: "Syntax error at or near ...", "... at end of input"."""
+    message = problem.message
+    if message.startswith("syntax error"):
+        return f"Syntax error{message.removeprefix('syntax error')}."
+    return f"Syntax error: {message}."
+
+
 def _unparsed() -> Outcome:
     # Unknown effect: assume the strongest lock, and no class (not known to be additive).
     outcome = Outcome(kind="UNPARSED", lock="ACCESS EXCLUSIVE")
@@ -625,18 +613,22 @@ def _unused(ignore: Ignore) -> Hit | None:
 
 
 def _identifier_lengths(view: TokenView, outcome: Outcome) -> None:
-    if view.longest <= _MAX_IDENTIFIER_BYTES // 4:
-        return  # no character takes more than 4 bytes in UTF-8
+    shortest = _MAX_IDENTIFIER_BYTES // 4  # no character takes more than 4 bytes in UTF-8
+    if view.longest <= shortest:
+        return
+    if view.longest <= _MAX_IDENTIFIER_BYTES and view.source.isascii():
+        return  # one byte per character
+    kinds = view.kinds
     seen: set[str] = set()
-    for i in range(view.n):
-        text = view.texts[i]
-        if len(text) <= _MAX_IDENTIFIER_BYTES // 4 or view.kinds[i] not in (WORD, QUOTED):
+    for i, text in enumerate(view.texts):
+        if len(text) <= shortest or kinds[i] not in (WORD, QUOTED):
             continue
-        if len(text.encode()) > _MAX_IDENTIFIER_BYTES and text not in seen:
+        size = len(text.encode())
+        if size > _MAX_IDENTIFIER_BYTES and text not in seen:
             seen.add(text)
             outcome.hit(
                 "identifier-too-long",
                 view.offset(i),
-                f"Identifier {text[:20]}... is {len(text.encode())} bytes; PostgreSQL "
+                f"Identifier {text[:20]}... is {size} bytes; PostgreSQL "
                 f"truncates it to {_MAX_IDENTIFIER_BYTES}.",
             )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -67,6 +66,8 @@ def format_json(results: Sequence[tuple[str | None, LintResult]]) -> str:
         "errors": sum(result.errors for _, result in results),
         "warnings": sum(result.warnings for _, result in results),
     }
+    import json
+
     return json.dumps({"files": files, "summary": summary}, indent=2) + "\n"
 
 

@@ -1,22 +1,20 @@
 """What reading one statement gives (tokens, kind, syntax problem, data facts), and a cache of
-it on disk, so that a later `lockstep lint` of the same statements needs neither sqlglot nor
-its parse.
+it on disk, so that a later `lockstep lint` of the same statements needs neither the lexer nor
+the parser.
 
 The cache is a file of plain values (marshal) under `$LOCKSTEP_CACHE_DIR`, else
 `$XDG_CACHE_HOME/lockstep`, else `~/.cache/lockstep`; its name carries a fingerprint of the
-lint's own code and of sqlglot, so a change of either starts a new one. Entries are keyed by a
-hash of the statement text. A cache that cannot be read or written is ignored: it only ever
-saves time.
+lint's own code and of the parser (pgparse), so a change of either starts a new one. Entries
+are keyed by a hash of the statement text. A cache that cannot be read or written is
+ignored: it only ever saves time.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import marshal
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,36 +28,31 @@ MAX_ENTRIES = 200_000
 
 @dataclass(frozen=True, slots=True)
 class SyntaxProblem:
-    """Why sqlglot rejected a statement; line and column are sqlglot's, within the statement."""
+    """Why PostgreSQL's parser rejected a statement, and where (an offset in the statement)."""
 
     message: str
-    line: int | None = None
-    column: int | None = None
+    offset: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class StatementRead:
     """What tokenizing, classifying and parsing one statement's text gave.
 
-    `problem` is set when the text could not be tokenized (then `tokens` is None) or sqlglot
-    rejected it; `problem_offset` is where, relative to the statement. `data` holds what the
-    data checks need of a SELECT/INSERT/UPDATE/DELETE/MERGE's syntax tree.
+    `problem` is set when PostgreSQL's parser rejected it. `data` holds what the data checks
+    need of a SELECT/INSERT/UPDATE/DELETE/MERGE's parse tree.
     """
 
-    tokens: TokenList | None
+    tokens: TokenList
     kind: str
     start: int
     problem: SyntaxProblem | None
-    problem_offset: int
     data: DataFacts | None
 
 
 def pack(read: StatementRead) -> tuple[Any, ...]:
     tokens = read.tokens
     return (
-        None
-        if tokens is None
-        else (
+        (
             tokens.words,
             tokens.texts,
             tokens.kinds,
@@ -71,41 +64,37 @@ def pack(read: StatementRead) -> tuple[Any, ...]:
         ),
         read.kind,
         read.start,
-        None
-        if read.problem is None
-        else (read.problem.message, read.problem.line, read.problem.column),
-        read.problem_offset,
+        None if read.problem is None else (read.problem.message, read.problem.offset),
         None if read.data is None else read.data.pack(),
     )
 
 
 def unpack(packed: tuple[Any, ...]) -> StatementRead:
-    tokens, kind, start, problem, problem_offset, data = packed
+    tokens, kind, start, problem, data = packed
     return StatementRead(
-        None if tokens is None else TokenList(*tokens),
+        TokenList(*tokens),
         kind,
         start,
         None if problem is None else SyntaxProblem(*problem),
-        problem_offset,
         None if data is None else DataFacts.unpack(data),
     )
 
 
 def _fingerprint() -> str:
-    """Changes when the lint's code or sqlglot changes (file sizes and times, not contents:
-    a stat per file is all a cold start can afford)."""
+    """Changes when the lint's code or the parser changes (file sizes and times, not
+    contents: a stat per file is all a cold start can afford)."""
     parts = [__version__]
     lint_dir = Path(__file__).parent
     for path in sorted([*lint_dir.glob("*.py"), *lint_dir.glob("checks/*.py")]):
         stat = path.stat()
         parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
-    spec = importlib.util.find_spec("sqlglot")
+    import importlib.util
+
+    spec = importlib.util.find_spec("pgparse")
     if spec is not None and spec.origin:
-        origin = Path(spec.origin).parent
-        for name in ("__init__.py", "_version.py"):
-            with contextlib.suppress(OSError):
-                stat = (origin / name).stat()
-                parts.append(f"sqlglot/{name}:{stat.st_size}:{stat.st_mtime_ns}")
+        with contextlib.suppress(OSError):
+            stat = Path(spec.origin).stat()
+            parts.append(f"pgparse:{stat.st_size}:{stat.st_mtime_ns}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -153,6 +142,8 @@ class DiskCache:
             return
         if len(self.entries) > MAX_ENTRIES:
             self.entries = dict(list(self.entries.items())[-MAX_ENTRIES:])
+        import tempfile
+
         with contextlib.suppress(OSError, ValueError):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=self.path.parent, delete=False) as handle:

@@ -1,9 +1,10 @@
-"""A flat view of one statement's sqlglot tokens, for the checks that read statement structure.
+"""A flat view of one statement's tokens (lint/lexer.py), for the checks that read statement
+structure.
 
 Statement structure (which ALTER TABLE action, which flags, which names) is read from tokens
-for every statement, whether or not sqlglot's parser knows the statement: sqlglot falls back to
-an opaque `exp.Command` for many PostgreSQL DDL forms, and reading tokens keeps the findings of
-a statement the same either way.
+for every statement; PostgreSQL's parser (lint/parse.py) says whether the statement is valid
+and gives the data checks their facts. Reading tokens keeps a statement's findings the same
+when a reviewer lets a statement the parser rejects through.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ class TokenList:
 
     `words[i]` is the upper-cased text of a keyword or unquoted name, the symbol itself for
     punctuation and operators, and "" for strings, numbers and quoted identifiers (so keyword
-    matching never matches them). sqlglot's multi-word tokens ("PRIMARY KEY", "DOUBLE
-    PRECISION") are split into one entry per word. `depth[i]` is the bracket depth before
-    token i. Plain values keep cached statements cheap for the garbage collector.
+    matching never matches them); a string's and a quoted identifier's text is its content.
+    Multi-word keywords ("PRIMARY KEY", "DOUBLE PRECISION") are one entry per word. `depth[i]`
+    is the bracket depth before token i. Plain values keep cached statements cheap for the
+    garbage collector.
     """
 
     words: tuple[str, ...]
@@ -80,10 +82,7 @@ class TokenView:
 
     def at(self, i: int, *sequence: str) -> bool:
         """Whether the words from i on are exactly `sequence`."""
-        if i < 0 or i + len(sequence) > self.n:
-            return False
-        words = self.words
-        return all(words[i + k] == expected for k, expected in enumerate(sequence))
+        return i >= 0 and self.words[i : i + len(sequence)] == sequence
 
     def offset(self, i: int) -> int:
         """File offset of token i (of the last token when i is past the end)."""

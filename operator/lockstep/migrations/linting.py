@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lockstep.api.migration import LintPolicy
 from lockstep.lint.checks.base import FileState
 from lockstep.lint.engine import lint_set, lint_sql
 from lockstep.lint.model import LintConfig, LintResult
+from lockstep.postgres import Connection
 
 from .source import Migration
+
+if TYPE_CHECKING:
+    from lockstep.schema.live import LiveLint
 
 
 @dataclass(frozen=True)
@@ -19,6 +24,8 @@ class LintedSource:
 
     up: dict[str, LintResult]
     down: dict[str, LintResult]
+    live: LiveLint | None = None
+    """The live facts the pending migrations were linted in, when read from the database."""
 
     @property
     def has_errors(self) -> bool:
@@ -54,3 +61,17 @@ def lint_source(
             if m.down is not None
         },
     )
+
+
+def lint_source_live(
+    conn: Connection,
+    migrations: Sequence[Migration],
+    config: LintConfig,
+    applied: Collection[str] = (),
+) -> LintedSource:
+    """Lint with the live database's facts (lockstep.schema.live.lint_live): the pending
+    migrations in the light of the tables' sizes, the catalog and the server's version."""
+    from lockstep.schema.live import lint_live
+
+    live = lint_live(conn, migrations, config, applied)
+    return LintedSource(up=live.up, down=live.down, live=live)

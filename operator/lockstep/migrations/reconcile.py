@@ -10,6 +10,7 @@ stale watch never lets one through. It runs in a worker thread and never sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -24,6 +25,7 @@ from ..api.base import now as utcnow
 from ..api.base import seconds, timestamp
 from ..api.declarative import APPROVE_ANNOTATION
 from ..api.migration import (
+    AnalysisStatus,
     AppliedRecord,
     DatabaseMigration,
     DatabaseMigrationSpec,
@@ -39,8 +41,10 @@ from ..postgres import DatabaseError, connect, server_version
 from ..redact import redact, remember
 from ..release.world import JobView
 from ..schema import declarative
+from ..schema.analysis import dry_run_analysis
+from ..schema.live import catalog_fingerprint, sessions
 from . import engine, ledger
-from .linting import LintedSource, lint_config, lint_source
+from .linting import LintedSource, lint_config, lint_source, lint_source_live
 from .machine import (
     Decision,
     Emit,
@@ -132,23 +136,40 @@ class Stalled(Exception):
         self.update = update or {}  # status fields to write with it
 
 
-_lint_cache: dict[tuple[str, str], LintedSource] = {}
+_lint_cache: dict[tuple[str, ...], LintedSource] = {}
 _lint_lock = threading.Lock()
 
 
 def cached_lint(
-    migrations: list[Migration], source_id: str, config_key: str, **kwargs: Any
+    migrations: list[Migration],
+    source_id: str,
+    config_key: str,
+    *,
+    url: str | None = None,
+    applied: Sequence[str] = (),
+    **kwargs: Any,
 ) -> LintedSource:
-    """Lint results per (source, configuration): linting every pass would waste the CPU."""
-    key = (source_id, config_key)
-    with _lint_lock:
-        found = _lint_cache.get(key)
-    if found is None:
-        found = lint_source(migrations, lint_config(**kwargs))
+    """Lint results per (source, configuration): linting every pass would waste the CPU.
+    With `url`, the pending migrations are linted in the live database's facts, read again
+    only when a coarse fingerprint of its catalog (one query) or the ledger changed."""
+    key: tuple[str, ...] = (source_id, config_key)
+    with contextlib.ExitStack() as stack:
+        conn = None
+        if url is not None:
+            conn = stack.enter_context(connect(url, application_name=APPLICATION))
+            key += (catalog_fingerprint(conn), ",".join(sorted(applied)))
         with _lint_lock:
-            if len(_lint_cache) > 256:
-                _lint_cache.clear()
-            _lint_cache[key] = found
+            found = _lint_cache.get(key)
+        if found is None:
+            config = lint_config(**kwargs)
+            if conn is None:
+                found = lint_source(migrations, config)
+            else:
+                found = lint_source_live(conn, migrations, config, frozenset(applied))
+            with _lint_lock:
+                if len(_lint_cache) > 256:
+                    _lint_cache.clear()
+                _lint_cache[key] = found
     return found
 
 
@@ -327,9 +348,13 @@ class Look:
                 f"{version}:{policy.lint.model_dump_json()}",
                 policy=policy.lint,
                 pg_version=version,
+                url=self.url,
+                applied=[r.version for r in applied],
             )
         except ValueError as exc:  # unknown rule ids in the policy
             raise Stalled("InvalidSpec", f"policy.lint: {exc}") from None
+        except DatabaseError as exc:
+            raise Stalled("DatabaseUnreachable", str(exc), delay=10) from None
         return Observed(
             now=utcnow(),
             name=self.obj.name,
@@ -344,6 +369,18 @@ class Look:
             claims=self.world.claims if claims is None else claims,
             retry_request=self.retry_request(),
         )
+
+    def analysis(self, seen: Observed) -> AnalysisStatus | None:
+        """A dry run's analysis: the live facts, the sessions that would block right now and
+        each pending statement's verdict (lockstep.schema.analysis)."""
+        if seen.linted.live is None:
+            return None
+        try:
+            with connect(self.url, application_name=APPLICATION) as conn:
+                blocking = sessions(conn)
+        except DatabaseError:
+            blocking = None  # those read with the facts
+        return dry_run_analysis(seen.linted.live, seen.migrations, blocking)
 
     def retry_request(self) -> str | None:
         value = self.obj.annotations.get(REQUEST_ANNOTATION, "")
@@ -375,6 +412,7 @@ class Look:
             seen = dataclasses.replace(seen, claims=self.fresh_claims())
             decision = decide(self.spec, self.status, seen)
             run = decision.run
+        decision.status.analysis = self.analysis(seen) if self.spec.dry_run else None
         written = self.write(decision)
         self.perform(decision)
         if run is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lockstep.lint.engine import lint_set
 from lockstep.lint.model import LintConfig, LintResult
@@ -18,8 +18,11 @@ from lockstep.migrations.source import Migration
 from lockstep.postgres import connect
 
 from . import scratch
-from .live import LiveFacts, read_live
+from .live import LiveFacts, LiveLint, Session, read_live
 from .probe import MigrationProbe, Observation, probe
+
+if TYPE_CHECKING:
+    from lockstep.api.migration import AnalysisStatus
 
 
 @dataclass
@@ -158,3 +161,79 @@ def _statement_document(
         if observed.note:
             document["probeNote"] = observed.note
     return document
+
+
+# ------------------------------------------------------------------ a dry run's status
+
+MAX_TABLES = 20
+MAX_SESSIONS = 10
+MAX_STATEMENTS = 50
+MAX_VERDICT = 400
+
+
+def dry_run_analysis(
+    live: LiveLint,
+    migrations: Sequence[Migration],
+    blocking: Sequence[Session] | None = None,
+) -> AnalysisStatus:
+    """The analysis a dry run writes to status: the server version, the tables the pending
+    migrations touch with their sizes, the sessions that would block them (`blocking`, else
+    those read with the facts) and each pending statement's verdict in the light of the
+    facts, each list bounded. No statement text or query of another session is included."""
+    from lockstep.api.migration import (
+        AnalysisStatus,
+        BlockingSession,
+        LiveTableFacts,
+        StatementVerdict,
+    )
+
+    facts = live.facts
+    sizes = facts.tables()
+    by_version = {m.version: m for m in migrations}
+    pending = [
+        PendingMigration(by_version[version], live.up[version])
+        for version in live.pending
+        if version in by_version and version in live.up
+    ]
+    touched: dict[str, LiveTableFacts] = {}
+    verdicts: list[StatementVerdict] = []
+    statements = 0
+    for item in pending:
+        for statement in item.lint.statements:
+            statements += 1
+            if len(verdicts) < MAX_STATEMENTS:
+                text = verdict(item, statement.index)
+                verdicts.append(
+                    StatementVerdict(
+                        version=item.migration.version,
+                        line=statement.line,
+                        lock=statement.lock,
+                        verdict=text
+                        if len(text) <= MAX_VERDICT
+                        else text[: MAX_VERDICT - 3] + "...",
+                    )
+                )
+            for name in statement.tables:
+                table = sizes.find(name)
+                if table is not None and table.qualified not in touched:
+                    touched[table.qualified] = LiveTableFacts(
+                        name=table.qualified, rows=round(table.rows), size_bytes=table.bytes
+                    )
+    sessions = list(facts.sessions if blocking is None else blocking)
+    return AnalysisStatus(
+        server_version=f"{facts.version[0]}.{facts.version[1]}",
+        tables=list(touched.values())[:MAX_TABLES],
+        blocking_sessions=[
+            BlockingSession(
+                pid=s.pid,
+                application=s.application,
+                state=s.state,
+                transaction_seconds=round(s.seconds, 1),
+            )
+            for s in sessions[:MAX_SESSIONS]
+        ],
+        statements=verdicts,
+        truncated=(
+            len(touched) > MAX_TABLES or len(sessions) > MAX_SESSIONS or statements > MAX_STATEMENTS
+        ),
+    )

@@ -112,36 +112,6 @@ _SYNONYMS = {
     "VALUES": "SELECT",
 }
 
-PARSED_KINDS = frozenset(
-    {
-        "CREATE TABLE",
-        "CREATE INDEX",
-        "CREATE VIEW",
-        "CREATE SCHEMA",
-        "CREATE SEQUENCE",
-        "ALTER TABLE",
-        "DROP TABLE",
-        "DROP VIEW",
-        "DROP MATERIALIZED VIEW",
-        "DROP SEQUENCE",
-        "DROP SCHEMA",
-        "DROP INDEX",
-        "DROP TYPE",
-        "SELECT",
-        "INSERT",
-        "UPDATE",
-        "DELETE",
-        "MERGE",
-        "WITH",
-        "TRUNCATE",
-        "COMMENT",
-        "GRANT",
-        "REVOKE",
-    }
-)
-"""Kinds whose syntax sqlglot checks (and whose tree the data checks read). The others are
-forms sqlglot 30 has no grammar for (it would return an opaque Command or reject valid SQL)."""
-
 
 def classify(view: TokenView) -> tuple[str, int]:
     """The statement's kind ("CREATE TABLE", "UPDATE", ...) and the index after its words.
@@ -175,43 +145,6 @@ def classify(view: TokenView) -> tuple[str, int]:
     if first in _SINGLE_WORD_STATEMENTS:
         return _SYNONYMS.get(first, first), i + 1
     return "", i
-
-
-_SQLGLOT_GAPS: tuple[tuple[str, ...], ...] = (
-    ("NO", "INHERIT"),
-    ("COMPRESSION",),
-    ("OVERRIDING",),
-    ("CURRENT", "OF"),
-    ("BIT", "VARYING"),
-    ("SET", "NULL", "("),
-    ("SET", "DEFAULT", "("),
-    ("ON", "ONLY"),
-)
-_GAP_WORDS = frozenset(gap[0] for gap in _SQLGLOT_GAPS) | {"INTERVAL"}
-_INTERVAL_FIELDS = frozenset({"YEAR", "MONTH", "DAY", "HOUR", "MINUTE", "SECOND"})
-
-
-def sqlglot_lacks(kind: str, view: TokenView) -> bool:
-    """Valid PostgreSQL that sqlglot 30 rejects, recognised from tokens so that it is not
-    reported as a syntax error; such statements are checked from their tokens only."""
-    words = view.words
-    if kind.startswith("DROP ") and view.find(",", 0) != -1:
-        return True  # DROP INDEX a, b / DROP TYPE a, b / DROP FUNCTION f(int), g()
-    if kind == "COMMENT" and view.at(view.n - 2, "IS", "NULL"):
-        return True
-    if kind == "CREATE VIEW":
-        with_at = view.find("WITH", 0)
-        as_at = view.find("AS", 0)
-        if with_at != -1 and view.word(with_at + 1) == "(" and (as_at == -1 or with_at < as_at):
-            return True
-    if _GAP_WORDS.isdisjoint(words):
-        return False
-    for i, word in enumerate(words):
-        if word == "INTERVAL" and view.word(i + 1) in _INTERVAL_FIELDS:
-            return True
-        if word in _GAP_WORDS and any(view.at(i, *gap) for gap in _SQLGLOT_GAPS):
-            return True
-    return False
 
 
 _EXACT: dict[str, Check] = {

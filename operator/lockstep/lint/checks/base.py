@@ -26,10 +26,13 @@ class Hit:
 
 
 _PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_$]*")
+_PLAIN_DOTTED = re.compile(r"[a-z_][a-z0-9_$]*(?:\.[a-z_][a-z0-9_$]*)*")
 
 
 def sql_name(name: str) -> str:
     """A folded, dot-joined name written back as SQL (parts quoted where needed)."""
+    if _PLAIN_DOTTED.fullmatch(name):
+        return name  # the common case: nothing to quote
     return ".".join(
         part if _PLAIN_NAME.fullmatch(part) else '"' + part.replace('"', '""') + '"'
         for part in name.split(".")

@@ -1,5 +1,6 @@
-"""SELECT, INSERT, UPDATE, DELETE, MERGE and COPY, from the facts read off sqlglot's syntax tree
-(lint/datafacts.py), or from tokens for forms sqlglot lacks."""
+"""SELECT, INSERT, UPDATE, DELETE, MERGE and COPY, from the facts read off PostgreSQL's parse
+tree (lint/datafacts.py), or from tokens when the parser rejected the statement and a reviewer
+said to go on."""
 
 from __future__ import annotations
 
@@ -115,8 +116,8 @@ def _merge(ctx: Context, change: Change) -> None:
 
 
 def _from_tokens(ctx: Context) -> None:
-    """A data statement without a syntax tree (a form sqlglot lacks): read its target and
-    WHERE from tokens."""
+    """A data statement without a parse tree (a syntax error ignored after review): read its
+    target and WHERE from tokens."""
     view = ctx.view
     outcome = ctx.outcome
     kind = outcome.kind
