@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, Info
+from prometheus_client import Counter, Gauge, Histogram, Info
 
 from . import __version__
 
@@ -24,4 +24,9 @@ MEASUREMENTS = Counter(
 )
 MIGRATIONS_APPLIED = Counter(
     "lockstep_migrations_applied_total", "Migrations applied, by direction.", ["direction"]
+)
+LEADER = Gauge(
+    "lockstep_leader",
+    "1 while this replica leads (holds the Lease and acts), else 0; 1 when it runs without "
+    "leader election.",
 )
