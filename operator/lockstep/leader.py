@@ -271,8 +271,8 @@ class Elector:
                 return
             if self._stop.wait(max(0.0, min(next_attempt - self.clock(), left))):
                 return
-            if self.clock() < next_attempt:
-                continue  # woke for the deadline; checked at the top
+            if self.clock() < next_attempt or not self.leadership.acting():
+                continue  # the deadline is checked at the top (also after a freeze)
             next_attempt = self.clock() + self.timing.retry_period
             self.try_acquire_or_renew()
             if self._record is not None and self._record.holder != self.config.identity:

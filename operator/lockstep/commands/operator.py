@@ -279,8 +279,10 @@ async def serve(plan: RunPlan, registry: Any) -> int:
         )
         return 0
     finally:
-        if elector is not None:  # kopf has stopped acting: hand the Lease over
-            await asyncio.to_thread(elector.stop)
+        if elector is not None:
+            if leadership.acting():  # passes under way finish while this replica leads
+                await loop.shutdown_default_executor()
+            elector.stop()  # then the Lease is handed over
         await health.cleanup()
 
 
