@@ -20,6 +20,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +236,7 @@ class Replicas:
         self.timing = timing
         base_dir.mkdir(parents=True, exist_ok=True)
         self.replicas: dict[str, OperatorProcess] = {}
+        self.started_at = datetime.now(UTC)
         self.credentials: dict[str, str] = {}  # audit credential-id -> identity
         for index in range(count):
             identity = f"lockstep-{chr(ord('a') + index)}"
@@ -260,6 +262,7 @@ class Replicas:
         return iter(self.replicas.values())
 
     def start(self) -> None:
+        self.started_at = datetime.now(UTC)
         for replica in self:  # all at once, as a Deployment's pods start
             replica.start(wait=False)
         for replica in self:
