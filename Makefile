@@ -3,7 +3,7 @@ PY := .venv/bin/python
 PYTEST := $(PY) -m pytest
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: deps controlplane test unit integration e2e lint demo bench crds clean
+.PHONY: deps controlplane test unit integration e2e lint demo bench bench-scale crds clean
 
 deps:                 ## PostgreSQL, Prometheus (Debian), uv and the locked Python environment
 	tests/env/install-deps.sh
@@ -35,6 +35,10 @@ bench: controlplane   ## the benchmarks of tests/bench (figures in docs/benchmar
 	$(PY) tests/bench/bench_lint.py
 	$(PY) tests/bench/bench_write_stall.py
 	$(PY) tests/bench/bench_release.py
+	$(PY) tests/bench/bench_scale_failover.py
+
+bench-scale: controlplane  ## one operator, 2,000 releases and 2,000 migrations, an idle hour (~2 h)
+	$(PY) tests/bench/bench_scale.py --releases 2000 --namespaces 10 --idle-minutes 60
 
 crds: deps            ## regenerate crds/ and helm/lockstep/crds/ from the models
 	$(PY) -m lockstep crds
