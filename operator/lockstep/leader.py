@@ -289,9 +289,11 @@ class Elector:
     def try_acquire_or_renew(self) -> bool:
         """One round of client-go's tryAcquireOrRenew; True when this replica holds the Lease."""
         started = self.last_attempt = self.clock()
-        timeout = self.timing.retry_period
+        # As client-go: a renewal may take until the renew deadline (an API server slow under
+        # load is not a lost Lease); a standby's look, as long as a renewal may.
+        timeout = self.timing.renew_deadline
         if self.leadership.acting():
-            timeout = max(0.05, min(timeout, self.leadership.remaining()))
+            timeout = max(0.05, self.leadership.remaining())
         try:
             written = self._attempt(timeout)
         except ApiException as exc:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -318,17 +319,20 @@ def unsettled(bench: Bench, release: str, version: str) -> int:
 
 
 def wait_settled(bench: Bench, release: str, version: str, timeout: float) -> float:
+    """Seconds until everything settled at (release, version); fails if the operator exits."""
     began = time.monotonic()
-    left: list[int] = []
-
-    def done() -> bool:
-        left.append(unsettled(bench, release, version))
-        if len(left) % 10 == 0:
-            print(f"    {time.monotonic() - began:6.0f}s: {left[-1]} not settled", flush=True)
-        return left[-1] == 0
-
-    wait_until(done, timeout=timeout, interval=2.0, what=f"everything settled at {release}")
-    return time.monotonic() - began
+    for round_ in itertools.count(1):
+        left = unsettled(bench, release, version)
+        if left == 0:
+            return time.monotonic() - began
+        if not bench.env.operator.alive():
+            raise RuntimeError(f"the operator exited:\n{bench.env.operator.logs()[-3000:]}")
+        if time.monotonic() - began > timeout:
+            raise TimeoutError(f"{left} objects not settled at {release} after {timeout:g}s")
+        if round_ % 10 == 0:
+            print(f"    {time.monotonic() - began:6.0f}s: {left} not settled", flush=True)
+        time.sleep(2.0)
+    raise AssertionError("unreachable")
 
 
 # ---------------------------------------------------------------------------- measuring

@@ -252,7 +252,8 @@ async def serve(plan: RunPlan, registry: Any) -> int:
         leadership = Leadership.unconditional(plan.identity)
         leading.set()
     else:
-        api = load_api_client(pool_size=2)  # its own client: renewals never queue behind passes
+        # its own client: renewals never queue behind passes; each attempt is sent once
+        api = load_api_client(pool_size=2, retry=False)
         api.user_agent = user_agent(plan.identity)
 
         def acquired() -> None:  # called on the election thread
