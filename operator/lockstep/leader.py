@@ -232,7 +232,7 @@ class Elector:
     def stop(self, release: bool = True) -> None:
         """Stop campaigning or renewing; hand the Lease over if this replica still holds it."""
         self._stop.set()
-        self._thread.join(timeout=self.timing.retry_period + 5)
+        self._thread.join(timeout=self.timing.renew_deadline + 1)  # a renewal under way ends
         if release and self.leadership.acting():
             self._release()
         self.leadership.end()
@@ -297,7 +297,7 @@ class Elector:
         try:
             written = self._attempt(timeout)
         except ApiException as exc:
-            if exc.status == 409:  # someone wrote it since we read it: read it again next time
+            if exc.status in (404, 409):  # deleted or written since we read it: read it again
                 self._lease = None
             else:
                 log.warning("Lease %s: %s %s", self.config.lease, exc.status, exc.reason)
