@@ -6,7 +6,7 @@ export UV_PYTHON_DOWNLOADS := never
 LOCKSTEP_ENV ?= /tmp/lockstep-env
 export LOCKSTEP_ENV
 
-.PHONY: deps controlplane test unit integration e2e lint demo up down env bench crds image monitoring gitops-fixtures clean fuzz coverage
+.PHONY: deps controlplane test unit integration e2e lint demo up down env bench bench-scale crds image monitoring gitops-fixtures clean fuzz coverage
 
 deps:                 ## PostgreSQL, Prometheus (Debian), uv and the locked Python environment
 	tests/env/install-deps.sh
@@ -59,6 +59,10 @@ bench: controlplane   ## the benchmarks of tests/bench (figures in docs/benchmar
 	$(PY) tests/bench/bench_write_stall.py
 	$(PY) tests/bench/bench_release.py
 	$(PY) tests/bench/bench_diff.py
+	$(PY) tests/bench/bench_scale_failover.py
+
+bench-scale: controlplane  ## one operator, 2,000 releases and 2,000 migrations, an idle hour (~2 h)
+	$(PY) tests/bench/bench_scale.py --releases 2000 --namespaces 10 --idle-minutes 60
 
 crds: deps            ## regenerate crds/ and helm/lockstep/crds/ from the models
 	$(PY) -m lockstep crds

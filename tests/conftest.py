@@ -53,8 +53,9 @@ def database_url(postgres: PostgresServer, request: pytest.FixtureRequest) -> It
 
 @pytest.fixture(scope="session")
 def cluster(session_dir: Path) -> Iterator[Cluster]:
-    """The real control plane (etcd, apiserver, controller-manager, scheduler, kwok)."""
-    control_plane = Cluster(session_dir / "cluster")
+    """The real control plane (etcd, apiserver, controller-manager, scheduler, kwok), with an
+    audit log of every request (tests/env/audit.py reads it: who wrote what, when)."""
+    control_plane = Cluster(session_dir / "cluster", audit_log=True)
     control_plane.start()
     yield control_plane
     control_plane.stop()

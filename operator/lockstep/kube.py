@@ -55,14 +55,17 @@ class ObjectRef:
         }
 
 
-def load_api_client(pool_size: int = 32) -> client.ApiClient:
-    """In-cluster credentials when running in a pod, else the kubeconfig."""
+def load_api_client(pool_size: int = 32, retry: bool = True) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig. Without `retry`, a
+    request that fails or times out is not sent again by urllib3 (the caller decides)."""
     configuration = client.Configuration()
     try:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     configuration.connection_pool_maxsize = pool_size
+    if not retry:
+        configuration.retries = False
     return client.ApiClient(configuration)
 
 

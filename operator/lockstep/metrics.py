@@ -290,3 +290,10 @@ def backup_finished(
     BACKUP_BYTES.labels(namespace, name).set(size_bytes)
     if seconds is not None:
         BACKUP_SECONDS.observe(seconds)
+
+
+LEADER = Gauge(
+    "lockstep_leader",
+    "1 while this replica leads (holds the Lease and acts), else 0; 1 when it runs without "
+    "leader election.",
+)

@@ -504,3 +504,24 @@ async def migration_daemon(
     finally:
         dependencies.clear()
         stop.set()  # an apply waiting between lock-timeout retries gives up at once
+
+
+# ---------------------------------------------------------------------------- leadership, shards
+# `lockstep run` (commands/operator.py) starts kopf only on the replica that holds the Lease
+# (leader.py), so that standbys run no daemons, watches or writes at all, and passes in the memo
+# the leadership and the finalizer of this instance (shard.py). This block is all this module
+# knows of either; it runs after `configure`, which registers first.
+
+
+@kopf.on.startup()
+async def lead_and_shard(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    """Kubernetes writes only while this replica leads (refused from the renew deadline on, also
+    in a pass already under way); a label-sharded instance marks its objects with a finalizer
+    of its own."""
+    from .leader import guard_writes, user_agent
+
+    leadership = getattr(memo, "leadership", None)
+    if leadership is not None:
+        guard_writes(memo.kube.api, leadership)
+        memo.kube.api.user_agent = user_agent(leadership.identity)  # who wrote, in audit logs
+    settings.persistence.finalizer = getattr(memo, "finalizer", None) or FINALIZER

@@ -17,10 +17,6 @@ from tests.env import monitoring
 from lockstep import metrics
 from lockstep.conditions import Health, conditions_for
 
-# Exported by the leader election of `lockstep run` (another change); until then the alerts and
-# the dashboard already use it. This list must shrink to nothing once it is exported.
-PROVIDED_ELSEWHERE = {"lockstep_leader": set[str]()}
-
 
 def promtool(*args: str, cwd: Path = monitoring.SOURCES) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -108,7 +104,7 @@ def every_query() -> Iterator[tuple[str, str]]:
 def test_the_dashboard_and_the_alerts_use_only_exported_metrics_and_labels(
     exported: dict[str, set[str]],
 ) -> None:
-    available = {**exported, **PROVIDED_ELSEWHERE}
+    available = exported
     for where, query in every_query():
         names = monitoring.metric_names(query)
         assert names, f"{where}: no metric in {query!r}"
@@ -117,12 +113,6 @@ def test_the_dashboard_and_the_alerts_use_only_exported_metrics_and_labels(
         for metric, labels in monitoring.label_matchers(query).items():
             unknown = labels - available[metric]
             assert not unknown, f"{where}: {metric} has no label {unknown}"
-
-
-def test_metrics_provided_elsewhere_are_not_exported_here_yet(
-    exported: dict[str, set[str]],
-) -> None:
-    assert not set(PROVIDED_ELSEWHERE) & set(exported), "exported now: shrink PROVIDED_ELSEWHERE"
 
 
 def test_the_metric_name_lexer_finds_names_not_functions_labels_or_keywords() -> None:

@@ -23,3 +23,8 @@ app.kubernetes.io/component: operator
 {{- define "lockstep.serviceAccountName" -}}
 {{- default (include "lockstep.fullname" .) .Values.serviceAccount.name -}}
 {{- end -}}
+
+{{/* The instance: names the Lease and, with a label selector, the finalizer. */}}
+{{- define "lockstep.instance" -}}
+{{- default (include "lockstep.fullname" .) .Values.instanceName -}}
+{{- end -}}
