@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.e2e.dataplane import ShopApp
 from tests.e2e.releases import APP, Timeline, WebApp
 from tests.env.cluster import Cluster
+from tests.env.executor import LocalPodExecutor
 from tests.env.operator_runner import OperatorProcess, install_rbac, service_account_kubeconfig
 from tests.env.processes import wait_until
 from tests.env.prometheus import PrometheusServer
@@ -104,4 +106,33 @@ def web(
             yield WebApp(cluster, k, traffic, prometheus.url, timeline)
         finally:
             traffic.remove_app(k.namespace, APP)
+    timeline.check()
+
+
+@pytest.fixture
+def shop(
+    cluster: Cluster,
+    k: Kubectl,
+    prometheus: PrometheusServer,
+    operator: OperatorProcess,
+    pod_executor: LocalPodExecutor,
+    database_url: str,
+    tmp_path: Path,
+) -> Iterator[ShopApp]:
+    """The sample application (examples/shop) as the FeatureRelease "web": real pods, real
+    requests from the load generator, and its own database (tests/e2e/dataplane.py)."""
+    with Timeline(cluster.kubeconfig, k.namespace) as timeline:
+        app = ShopApp(
+            cluster,
+            k,
+            None,
+            prometheus.url,
+            timeline,
+            database_url=database_url,
+            out_dir=tmp_path,
+        )
+        try:
+            yield app
+        finally:
+            app.stop()
     timeline.check()

@@ -376,7 +376,7 @@ class WebApp:
 
     cluster: Cluster
     k: Kubectl
-    traffic: TrafficClient
+    traffic: TrafficClient | None  # None for the real application (tests/e2e/dataplane.py)
     prometheus_url: str
     timeline: Timeline
 
@@ -389,6 +389,7 @@ class WebApp:
 
     def start_clients(self, rps: float = 50, error_ratio: dict[str, float] | None = None) -> None:
         """Simulated clients of the active Service, failing by the ratio of each version."""
+        assert self.traffic is not None
         self.traffic.set_app(self.namespace, APP, service=APP, rps=rps, error_ratio=error_ratio)
 
     def apply(self, version: str, **spec: Any) -> int:
@@ -460,6 +461,7 @@ class WebApp:
     def served_by(self) -> tuple[str, str] | None:
         """(colour, version) that the simulated clients reach now, as the traffic process sees
         it."""
+        assert self.traffic is not None
         for app in self.traffic.apps():
             if (app["namespace"], app["app"]) == (self.namespace, APP):
                 return app["color"], app["version"]
