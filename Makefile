@@ -3,7 +3,7 @@ PY := .venv/bin/python
 PYTEST := $(PY) -m pytest
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: deps controlplane test unit integration e2e lint demo bench crds clean
+.PHONY: deps controlplane test unit integration e2e lint demo bench campaign crds clean
 
 deps:                 ## PostgreSQL, Prometheus (Debian), uv and the locked Python environment
 	tests/env/install-deps.sh
@@ -24,17 +24,23 @@ e2e: controlplane
 	$(PYTEST) -ra tests/e2e
 
 lint: deps            ## ruff and mypy
-	$(PY) -m ruff check operator tests
-	$(PY) -m ruff format --check operator tests
+	$(PY) -m ruff check operator tests examples
+	$(PY) -m ruff format --check operator tests examples
 	$(PY) -m mypy
 
-demo: controlplane    ## a whole release on the local cluster, with an automatic rollback
+demo: controlplane    ## a whole release of the sample app on the local cluster, with an automatic rollback
 	$(PY) -m tests.env.demo
+
+RELEASES ?= 100
+SEED ?= 1
+campaign: controlplane ## RELEASES seeded, randomised releases of the sample app, judged (docs/benchmarks.md)
+	$(PY) -m tests.campaign --releases $(RELEASES) --seed $(SEED) --out campaign.json
 
 bench: controlplane   ## the benchmarks of tests/bench (figures in docs/benchmarks.md)
 	$(PY) tests/bench/bench_lint.py
 	$(PY) tests/bench/bench_write_stall.py
 	$(PY) tests/bench/bench_release.py
+	$(PY) tests/bench/bench_dataplane.py
 
 crds: deps            ## regenerate crds/ and helm/lockstep/crds/ from the models
 	$(PY) -m lockstep crds

@@ -231,28 +231,36 @@ class Timeline:
     def _follow(self, kind: str) -> None:
         api = config.new_client_from_config(str(self.kubeconfig))  # type: ignore[no-untyped-call]
         lister = self._lister(api, kind)
+        first = True
         try:
-            listed = api.sanitize_for_serialization(lister(self.namespace))
-            for body in listed["items"]:
-                self._record(Change(time.time(), kind, body["metadata"]["name"], body))
-            version = listed["metadata"]["resourceVersion"]
-            self._listed.release()
             while not self._stop.is_set():
-                stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
-                    lister,
-                    self.namespace,
-                    resource_version=version,
-                    timeout_seconds=1,
-                    _request_timeout=10,
-                )
-                for event in stream:
-                    body = event["raw_object"]
-                    if event["type"] == "ERROR":
-                        raise RuntimeError(f"{kind} watch failed: {body}")
-                    version = body["metadata"]["resourceVersion"]
-                    self._record(Change(time.time(), kind, body["metadata"]["name"], body))
-        except Exception as exc:  # reported by `check`: a gap would void the test's proof
-            self.errors.append(f"{kind}: {exc}")
+                try:
+                    listed = api.sanitize_for_serialization(lister(self.namespace))
+                    for body in listed["items"]:
+                        self._record(Change(time.time(), kind, body["metadata"]["name"], body))
+                    version = listed["metadata"]["resourceVersion"]
+                    if first:
+                        self._listed.release()
+                        first = False
+                    while not self._stop.is_set():
+                        stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+                            lister,
+                            self.namespace,
+                            resource_version=version,
+                            timeout_seconds=1,
+                            _request_timeout=10,
+                        )
+                        for event in stream:
+                            body = event["raw_object"]
+                            if event["type"] == "ERROR":
+                                raise RuntimeError(f"{kind} watch failed: {body}")
+                            version = body["metadata"]["resourceVersion"]
+                            self._record(Change(time.time(), kind, body["metadata"]["name"], body))
+                except Exception as exc:
+                    # Reported by `check`: a gap voids a test's proof. The timeline goes on
+                    # (listing again) so that a test of an API server outage still sees the end.
+                    self.errors.append(f"{kind}: {exc}")
+                    self._stop.wait(0.5)
         finally:
             api.close()
 
