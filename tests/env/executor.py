@@ -295,6 +295,10 @@ class PodWorker:
         self.process: subprocess.Popen[bytes] | None = None
         self.network: Network | None = None
         self.started_at: str | None = None
+        # The status not yet written: a kubelet's status manager keeps retrying while the API
+        # server is unreachable, with the newest status (merged over what was not sent).
+        self._unsent: dict[str, Any] | None = None
+        self._last_try = 0.0
 
     @property
     def log(self) -> logging.Logger:
@@ -314,12 +318,39 @@ class PodWorker:
         if self.finished.is_set():
             self.executor.finalize(self.pod)
 
+    def set_status(self, status: dict[str, Any]) -> None:
+        self._unsent = {**(self._unsent or {}), **status}
+        self.sync_status()
+
+    def sync_status(self) -> bool:
+        """Write the unsent status; False while the API server does not take it."""
+        if self._unsent is None:
+            return True
+        self._last_try = time.monotonic()
+        try:
+            self.executor.patch_status(self.pod, self._unsent)
+        except ApiException as error:
+            if error.status is not None and error.status < 500 and error.status != 429:
+                self.log.error("%s: status refused: %s", self.name, error.reason)
+                self._unsent = None
+                return True
+            return False
+        except OSError:  # urllib3's connection errors are OSErrors
+            return False
+        self._unsent = None
+        return True
+
+    def sync_status_until_written(self) -> None:
+        while not self.sync_status() and not self.stopping:
+            self.deleting.wait(RETRY_SECONDS / 2)
+
     def run(self) -> None:
         try:
             self._run()
         except Unsupported as error:
             self.log.error("%s: %s", self.name, error)
-            self.executor.report_unsupported(self.pod, str(error))
+            self.executor.report_unsupported(self, str(error))
+            self.sync_status_until_written()
         except Exception:
             if not self.executor.stopped:
                 self.log.exception("%s: the executor failed", self.name)
@@ -347,6 +378,7 @@ class PodWorker:
                 return
             if not restarts_after(policy, exit_.code, exit_.timed_out):
                 self.executor.report_terminated(self, plan, exit_, restarts)
+                self.sync_status_until_written()
                 return
             restarts += 1
             last = exit_
@@ -445,6 +477,8 @@ class PodWorker:
             if kill_at is not None and moment >= kill_at:
                 self.log.info("%s: grace period over, SIGKILL", self.name)
                 _kill(process)
+            if self._unsent is not None and moment - self._last_try >= RETRY_SECONDS / 2:
+                self.sync_status()
             if plan.timeout is not None and moment - began >= plan.timeout:
                 _kill(process)
                 process.wait()
@@ -576,19 +610,25 @@ class LocalPodExecutor:
         """Remove the pod object once its container is gone, as a kubelet does."""
 
         def delete() -> None:
-            try:
-                self.core.delete_namespaced_pod(
-                    pod["metadata"]["name"],
-                    pod["metadata"]["namespace"],
-                    grace_period_seconds=0,
-                    body=client.V1DeleteOptions(
+            while not self.stopped:
+                try:
+                    self.core.delete_namespaced_pod(
+                        pod["metadata"]["name"],
+                        pod["metadata"]["namespace"],
                         grace_period_seconds=0,
-                        preconditions=client.V1Preconditions(uid=pod["metadata"]["uid"]),
-                    ),
-                )
-            except ApiException as error:
-                if error.status not in (404, 409):  # gone already, or another pod by now
+                        body=client.V1DeleteOptions(
+                            grace_period_seconds=0,
+                            preconditions=client.V1Preconditions(uid=pod["metadata"]["uid"]),
+                        ),
+                    )
+                    return
+                except ApiException as error:
+                    if error.status in (404, 409):  # gone already, or another pod by now
+                        return
                     self.log.warning("%s: final delete failed: %s", _name(pod), error.reason)
+                except OSError as error:  # the API server is unreachable: try again
+                    self.log.warning("%s: final delete failed: %r", _name(pod), error)
+                self._stop.wait(RETRY_SECONDS)
 
         threading.Thread(target=delete, name=f"finalize-{_name(pod)}", daemon=True).start()
 
@@ -604,7 +644,7 @@ class LocalPodExecutor:
                 if str(error) != reported:
                     reported = str(error)
                     self.log.info("%s: waiting: %s", worker.name, reported)
-                    self._report_waiting(worker.pod, reported)
+                    self._report_waiting(worker, reported)
             worker.deleting.wait(RETRY_SECONDS)
         return None
 
@@ -620,12 +660,18 @@ class LocalPodExecutor:
                 names[port["name"]] = number
         with self._lock:
             ip = str(next(self._addresses))
-        if ports:
-            self.core.patch_namespaced_pod(
-                pod["metadata"]["name"],
-                pod["metadata"]["namespace"],
-                {"metadata": {"annotations": {PORTS_ANNOTATION: json.dumps(ports)}}},
-            )
+        while ports:
+            try:
+                self.core.patch_namespaced_pod(
+                    pod["metadata"]["name"],
+                    pod["metadata"]["namespace"],
+                    {"metadata": {"annotations": {PORTS_ANNOTATION: json.dumps(ports)}}},
+                )
+                break
+            except OSError as error:  # the API server is unreachable: try again
+                self.log.warning("%s: cannot record its ports: %r", _name(pod), error)
+                if self._stop.wait(RETRY_SECONDS):
+                    break
         return Network(ip, ports, names)
 
     def _plan(self, pod: dict[str, Any]) -> Plan:
@@ -769,7 +815,7 @@ class LocalPodExecutor:
 
     # --------------------------------------------------------------------- status
 
-    def _patch_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
+    def patch_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
         try:
             self.core.patch_namespaced_pod_status(
                 pod["metadata"]["name"],
@@ -782,10 +828,9 @@ class LocalPodExecutor:
                 return
             raise
 
-    def _report_waiting(self, pod: dict[str, Any], message: str) -> None:
-        container = pod["spec"]["containers"][0]
-        self._patch_status(
-            pod,
+    def _report_waiting(self, worker: PodWorker, message: str) -> None:
+        container = worker.pod["spec"]["containers"][0]
+        worker.set_status(
             {
                 "containerStatuses": [
                     _container_status(
@@ -830,13 +875,12 @@ class LocalPodExecutor:
                 "hostIP": HOST_IP,
                 "hostIPs": [{"ip": HOST_IP}],
             }
-        self._patch_status(pod, status)
+        worker.set_status(status)
 
     def report_back_off(self, worker: PodWorker, plan: Plan, exit_: Exit, restarts: int) -> None:
         container, moment = worker.pod["spec"]["containers"][0], now()
         message = f"back-off restarting failed container {container['name']}"
-        self._patch_status(
-            worker.pod,
+        worker.set_status(
             {
                 "conditions": [
                     _condition(kind, "False", moment, "ContainersNotReady")
@@ -873,13 +917,12 @@ class LocalPodExecutor:
         if exit_.timed_out:
             status["reason"] = "DeadlineExceeded"
             status["message"] = "Pod was active on the node longer than the specified deadline"
-        self._patch_status(worker.pod, status)
+        worker.set_status(status)
 
-    def report_unsupported(self, pod: dict[str, Any], message: str) -> None:
+    def report_unsupported(self, worker: PodWorker, message: str) -> None:
         moment = now()
-        containers = pod["spec"].get("containers") or []
-        self._patch_status(
-            pod,
+        containers = worker.pod["spec"].get("containers") or []
+        worker.set_status(
             {
                 "phase": "Failed",
                 "reason": "UnsupportedByLocalExecutor",
