@@ -10,14 +10,12 @@ release ended wrong (kinds.py says what right is).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import random
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,45 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # for tests.* when run as a script
 
 from tests.campaign.kinds import BY_NAME, KINDS, Trial, draw, summarise, table  # noqa: E402
-from tests.campaign.trial import Stage, run_trial  # noqa: E402
-from tests.env.cluster import Cluster  # noqa: E402
-from tests.env.executor import LocalPodExecutor  # noqa: E402
-from tests.env.operator_runner import (  # noqa: E402
-    OperatorProcess,
-    install_rbac,
-    service_account_kubeconfig,
-)
-from tests.env.postgres import PostgresServer  # noqa: E402
+from tests.campaign.trial import environment, run_trial  # noqa: E402
 from tests.env.processes import reap_strays  # noqa: E402
-from tests.env.prometheus import PrometheusServer  # noqa: E402
-
-
-@contextlib.contextmanager
-def stage(base: Path) -> Iterator[Stage]:
-    with contextlib.ExitStack() as stack:
-        cluster = Cluster(base / "cluster")
-        stack.callback(cluster.stop)
-        cluster.start()
-        postgres = PostgresServer(base / "postgres")
-        stack.callback(postgres.stop)
-        postgres.start()
-        prometheus = PrometheusServer(base / "prometheus")
-        stack.callback(prometheus.stop)
-        prometheus.start()
-        executor = LocalPodExecutor(
-            cluster.kubeconfig, base / "executor", [postgres.bindir], prometheus
-        )
-        stack.callback(executor.stop)
-        executor.start()
-        install_rbac(cluster)
-        log_dir = base / "operator"
-        log_dir.mkdir()
-        operator = OperatorProcess(
-            service_account_kubeconfig(cluster, base / "sa.kubeconfig"), log_dir
-        )
-        stack.callback(operator.stop)
-        operator.start()
-        yield Stage(cluster, postgres, prometheus, executor, operator, base / "trials")
 
 
 def coverage_percent(path: Path | None) -> float | None:
@@ -92,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     keep = False
     try:
-        with stage(base) as env:
+        with environment(base) as env:
             for index, kind in enumerate(plan, start=1):
                 trial = run_trial(env, index, kind, seed=rng.randrange(1 << 30))
                 trials.append(trial)

@@ -29,11 +29,18 @@ from tests.e2e.releases import APP, Timeline, at_step
 from tests.env.cluster import EXEC, Cluster
 from tests.env.executor import LocalPodExecutor
 from tests.env.loadgen import LoadReport, is_success
-from tests.env.operator_runner import OperatorProcess
+from tests.env.operator_runner import (
+    OperatorProcess,
+    install_rbac,
+    service_account_kubeconfig,
+)
 from tests.env.postgres import PostgresServer
 from tests.env.prometheus import PrometheusServer
 
 SETTLE_TIMEOUT = 240.0
+BLOCKED_HOLD_SECONDS = (
+    30.0  # a stalled DatabaseMigration retries an unreachable database every 10 s
+)
 AFTER_OUTCOME_SECONDS = 2.0
 OUTAGE_RECOVERY_SECONDS = 4.0  # readiness probes pass again, the router syncs
 RENAME_ITEM = {
@@ -204,13 +211,38 @@ def settled(app: ShopApp, kind: Kind) -> tuple[str, str]:
             return True
         return phase == "Ready" and status.get("release") != "v1" and bool(status.get("settled"))
 
-    status = app.timeline.wait_for_release("the release to end", ended, timeout=SETTLE_TIMEOUT)
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while True:
+        left = max(1.0, deadline - time.monotonic())
+        status = app.timeline.wait_for_release("the release to end", ended, timeout=left)
+        if status.get("phase") != "Blocked":
+            break
+        try:  # Blocked is an end only if it lasts: a stalled dependency may recover
+            app.timeline.wait_for_release(
+                "the release to move on",
+                lambda s: s.get("phase") != "Blocked",
+                timeout=BLOCKED_HOLD_SECONDS,
+            )
+        except TimeoutError:
+            break
     history = status.get("history") or [{}]
     if status["phase"] == "Ready":
         return PROMOTED, str(history[0].get("reason", ""))
     if status["phase"] == "Blocked":
         return BLOCKED, str(status.get("message", ""))
     return ROLLED_BACK, str(history[0].get("reason", "") or status.get("abortReason", ""))
+
+
+def blocked_seconds(app: ShopApp) -> float:
+    """How long the release showed Blocked (Stalled) on its way, in all."""
+    total, since = 0.0, None
+    for change in app.timeline.of("FeatureRelease", APP):
+        blocked = change.status.get("phase") == "Blocked"
+        if blocked and since is None:
+            since = change.at
+        elif not blocked and since is not None:
+            total, since = total + change.at - since, None
+    return round(total + (time.time() - since if since is not None else 0.0), 1)
 
 
 def rollback_seconds(kind: Kind, app: ShopApp, report: LoadReport, faults: Faults) -> float | None:
@@ -237,14 +269,20 @@ def rollback_seconds(kind: Kind, app: ShopApp, report: LoadReport, faults: Fault
 def account(trial: Trial, kind: Kind, report: LoadReport, faults: Faults, url: str) -> None:
     """Count the requests, charging each failure to its cause."""
 
-    def in_outage(t: float) -> bool:
-        return any(start <= t <= end + OUTAGE_RECOVERY_SECONDS for start, end in faults.outages)
+    def in_outage(start: float, end: float) -> bool:
+        """Whether [start, end] overlaps an outage (or the recovery after it)."""
+        return any(
+            start <= down_end + OUTAGE_RECOVERY_SECONDS and end >= down_start
+            for down_start, down_end in faults.outages
+        )
 
     failed = report.failed
     bug = [
         r for r in failed if kind.name == "buggy" and r.get("version") == "v3" and r["code"] == 500
     ]
-    outage = [r for r in failed if r not in bug and in_outage(r["t"])]
+    outage = [
+        r for r in failed if r not in bug and in_outage(r["t"], r["t"] + r.get("ms", 0) / 1000)
+    ]
     trial.requests = len(report.records)
     trial.failed = len(failed)
     trial.failed_by_version_bug = len(bug)
@@ -253,7 +291,7 @@ def account(trial: Trial, kind: Kind, report: LoadReport, faults: Faults, url: s
     trial.acknowledged_writes = len(report.acknowledged)
     trial.lost_writes = len(report.lost_writes(url))
     for start, end in report.outages:
-        if in_outage(start):
+        if in_outage(start, end):
             trial.downtime_by_outage_seconds += end - start
         else:
             trial.downtime_seconds += end - start
@@ -304,21 +342,33 @@ def run_trial(stage: Stage, index: int, kind: Kind, seed: int) -> Trial:
     faults = Faults()
     try:
         with trial_app(stage, index, kind) as app:
+            phases = trial.details.setdefault("phaseSeconds", {})
+            mark = time.monotonic()
+
+            def lap(name: str) -> None:
+                nonlocal mark
+                phases[name] = round(time.monotonic() - mark, 1)
+                mark = time.monotonic()
+
             app.go_live(V1, ("001",))
+            lap("goLive")
             rps = rng.choice((50, 100, 150))
             trial.details["rps"] = rps
             app.start_load(rps=rps, seed=seed, wait_for="v1")
+            lap("loadStarted")
             act(kind, app, stage, rng, faults)
             try:
                 trial.outcome, trial.reason = settled(app, kind)
             except TimeoutError as error:
                 trial.outcome, trial.reason = "", str(error)[:500]
+            lap("release")
             faults.join()
             time.sleep(AFTER_OUTCOME_SECONDS)  # requests after the outcome count too
             report = app.stop_load()
             account(trial, kind, report, faults, app.database_url)
             trial.rollback_seconds = rollback_seconds(kind, app, report, faults)
             trial.details["steps"] = app.timeline.steps()
+            trial.details["blockedSeconds"] = blocked_seconds(app)
     except Exception as error:  # a broken trial is a wrong outcome, with its reason
         trial.reason = trial.reason or f"the trial failed: {error!r}"[:500]
     finally:
@@ -333,3 +383,32 @@ def run_trial(stage: Stage, index: int, kind: Kind, seed: int) -> Trial:
         )
     trial.duration_seconds = round(time.monotonic() - began, 1)
     return trial
+
+
+@contextlib.contextmanager
+def environment(base: Path) -> Iterator[Stage]:
+    """Everything trials need, started in `base` and stopped in reverse order at the end."""
+    with contextlib.ExitStack() as stack:
+        cluster = Cluster(base / "cluster")
+        stack.callback(cluster.stop)
+        cluster.start()
+        postgres = PostgresServer(base / "postgres")
+        stack.callback(postgres.stop)
+        postgres.start()
+        prometheus = PrometheusServer(base / "prometheus")
+        stack.callback(prometheus.stop)
+        prometheus.start()
+        executor = LocalPodExecutor(
+            cluster.kubeconfig, base / "executor", [postgres.bindir], prometheus
+        )
+        stack.callback(executor.stop)
+        executor.start()
+        install_rbac(cluster)
+        log_dir = base / "operator"
+        log_dir.mkdir()
+        operator = OperatorProcess(
+            service_account_kubeconfig(cluster, base / "sa.kubeconfig"), log_dir
+        )
+        stack.callback(operator.stop)
+        operator.start()
+        yield Stage(cluster, postgres, prometheus, executor, operator, base / "trials")
