@@ -46,13 +46,7 @@ class ShopApp(WebApp):
     ) -> dict[str, Any]:
         gate = {"targetVersion": target} | ({"contractVersion": contract} if contract else {})
         spec.setdefault("analysis", self.analysis())
-        return shop_release(
-            version,
-            namespace=self.namespace,
-            prometheus_url=self.prometheus_url,
-            migration=gate,
-            **spec,
-        )
+        return shop_release(version, migration=gate, **spec)
 
     def go_live(  # type: ignore[override]
         self, version: ShopVersion = V1, migrations: tuple[str, ...] = ("001",), **spec: Any

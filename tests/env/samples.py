@@ -264,8 +264,6 @@ def shop_database_migration(
 def shop_release(
     version: ShopVersion,
     *,
-    namespace: str,
-    prometheus_url: str,
     migration: dict[str, Any],
     replicas: int = 2,
     scale_down_delay: int = 2,
@@ -273,7 +271,8 @@ def shop_release(
     drain_seconds: float = 1.0,
     **spec: Any,
 ) -> dict[str, Any]:
-    """The FeatureRelease `web` running `version` of the shop program."""
+    """The FeatureRelease `web` running `version` of the shop program (without `analysis`, it
+    is promoted as soon as it is available)."""
     return {
         "apiVersion": "lockstep.dev/v1alpha1",
         "kind": "FeatureRelease",
@@ -286,7 +285,7 @@ def shop_release(
             "service": APP,
             "migration": {"ref": DATABASE_MIGRATION, **migration},
             "strategy": {"blueGreen": {"scaleDownDelaySeconds": scale_down_delay}},
-            "analysis": analysis or shop_analysis(namespace, prometheus_url),
+            **({"analysis": analysis} if analysis else {}),
             **spec,
         },
     }
