@@ -5,7 +5,9 @@ steady, open-loop stream of requests (`--rps`, evenly spaced) through the router
 kube-proxy's part): each request picks an endpoint as kube-proxy would and opens a new
 connection to it. The mix: `--write-share` of them write an order (`POST /orders` with a unique
 `ref`), `--list-share` list the newest orders, the rest read back an order this generator
-wrote and saw acknowledged. Until SIGTERM; then it waits for the requests in flight and exits.
+wrote and saw acknowledged. Open loop: a slow answer does not slow the sending down (up to
+`--rps` x `--timeout` requests may wait at once; one more is recorded as failed, "saturated").
+Until SIGTERM; then it waits for the requests in flight and exits.
 
 Every request's outcome goes to DIR/requests.jsonl, one JSON object per line:
 `{"t": start (epoch s), "ms": latency, "op": "write"|"read"|"list", "code": HTTP status (0 when
@@ -56,7 +58,12 @@ class Mix:
     write_share: float = 0.3
     list_share: float = 0.1
     timeout: float = 5.0
-    max_in_flight: int = 128
+
+    @property
+    def max_in_flight(self) -> int:
+        """Enough for every request of a whole timeout to be waiting at once (a database
+        lock can hold all of them), so the clients never run out before the server answers."""
+        return max(32, min(2000, int(self.rps * self.timeout) + 1))
 
 
 class Recorder:
