@@ -62,6 +62,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -85,6 +86,9 @@ DEFAULT_GRACE_SECONDS = 30
 RESTART_BACKOFF_SECONDS, MAX_RESTART_BACKOFF_SECONDS = 1.0, 30.0
 TICK_SECONDS = 0.05
 STORAGE_CLASS = "lockstep-test"
+
+# What the client raises while the API server is down or restarting.
+UNREACHABLE = (OSError, urllib3.exceptions.HTTPError)
 
 _REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
@@ -330,12 +334,12 @@ class PodWorker:
         try:
             self.executor.patch_status(self.pod, self._unsent)
         except ApiException as error:
-            if error.status is not None and error.status < 500 and error.status != 429:
+            if not _transient(error):
                 self.log.error("%s: status refused: %s", self.name, error.reason)
                 self._unsent = None
                 return True
             return False
-        except OSError:  # urllib3's connection errors are OSErrors
+        except UNREACHABLE:
             return False
         self._unsent = None
         return True
@@ -626,7 +630,7 @@ class LocalPodExecutor:
                     if error.status in (404, 409):  # gone already, or another pod by now
                         return
                     self.log.warning("%s: final delete failed: %s", _name(pod), error.reason)
-                except OSError as error:  # the API server is unreachable: try again
+                except UNREACHABLE as error:  # the API server is unreachable: try again
                     self.log.warning("%s: final delete failed: %r", _name(pod), error)
                 self._stop.wait(RETRY_SECONDS)
 
@@ -668,7 +672,9 @@ class LocalPodExecutor:
                     {"metadata": {"annotations": {PORTS_ANNOTATION: json.dumps(ports)}}},
                 )
                 break
-            except OSError as error:  # the API server is unreachable: try again
+            except (ApiException, *UNREACHABLE) as error:
+                if isinstance(error, ApiException) and not _transient(error):
+                    raise
                 self.log.warning("%s: cannot record its ports: %r", _name(pod), error)
                 if self._stop.wait(RETRY_SECONDS):
                     break
@@ -1001,6 +1007,11 @@ def _terminated(exit_: Exit, message: str) -> dict[str, Any]:
     if message:
         terminated["message"] = message
     return terminated
+
+
+def _transient(error: ApiException) -> bool:
+    """An API error worth trying again: the server is starting, overloaded or throttling."""
+    return error.status is None or error.status >= 500 or error.status == 429
 
 
 def _signal(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
