@@ -6,7 +6,7 @@ export UV_PYTHON_DOWNLOADS := never
 LOCKSTEP_ENV ?= /tmp/lockstep-env
 export LOCKSTEP_ENV
 
-.PHONY: deps controlplane test unit integration e2e lint demo up down env bench bench-scale crds image monitoring gitops-fixtures clean fuzz coverage
+.PHONY: deps controlplane test unit integration e2e lint demo up down env bench bench-scale campaign crds image monitoring gitops-fixtures clean fuzz coverage
 
 deps:                 ## PostgreSQL, Prometheus (Debian), uv and the locked Python environment
 	tests/env/install-deps.sh
@@ -37,11 +37,11 @@ coverage: controlplane  ## the whole suite under coverage, operator processes in
 	$(PY) -m coverage report --fail-under=90
 
 lint: deps            ## ruff and mypy
-	$(PY) -m ruff check operator tests
-	$(PY) -m ruff format --check operator tests
+	$(PY) -m ruff check operator tests examples
+	$(PY) -m ruff format --check operator tests examples
 	$(PY) -m mypy
 
-demo: controlplane    ## a whole release on the local cluster, with an automatic rollback
+demo: controlplane    ## a whole release of the sample app on the local cluster, with an automatic rollback
 	$(PY) -m tests.env.demo
 
 up: deps              ## start the local environment in the background, print what to export
@@ -54,11 +54,17 @@ down:                 ## stop everything `make up` started, remove its directory
 env:                  ## the export lines of the running environment: eval "$$(make -s env)"
 	@$(PY) -m tests.env env
 
+RELEASES ?= 100
+SEED ?= 1
+campaign: controlplane ## RELEASES seeded, randomised releases of the sample app, judged (docs/benchmarks.md)
+	$(PY) -m tests.campaign --releases $(RELEASES) --seed $(SEED) --out campaign.json
+
 bench: controlplane   ## the benchmarks of tests/bench (figures in docs/benchmarks.md)
 	$(PY) tests/bench/bench_lint.py
 	$(PY) tests/bench/bench_write_stall.py
 	$(PY) tests/bench/bench_release.py
 	$(PY) tests/bench/bench_diff.py
+	$(PY) tests/bench/bench_dataplane.py
 	$(PY) tests/bench/bench_scale_failover.py
 
 bench-scale: controlplane  ## one operator, 2,000 releases and 2,000 migrations, an idle hour (~2 h)

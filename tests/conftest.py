@@ -82,11 +82,14 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
 
 @pytest.fixture(scope="session")
 def pod_executor(
-    cluster: Cluster, postgres: PostgresServer, session_dir: Path
+    cluster: Cluster, postgres: PostgresServer, prometheus: PrometheusServer, session_dir: Path
 ) -> Iterator[LocalPodExecutor]:
     """Runs the command of pods labelled lockstep.dev/test-exec on this machine, with the
-    PostgreSQL client binaries first on PATH (see tests/env/executor.py)."""
-    executor = LocalPodExecutor(cluster.kubeconfig, session_dir / "executor", [postgres.bindir])
+    PostgreSQL client binaries first on PATH, and has Prometheus scrape the pods that ask for
+    it (see tests/env/executor.py)."""
+    executor = LocalPodExecutor(
+        cluster.kubeconfig, session_dir / "executor", [postgres.bindir], prometheus
+    )
     executor.start()
     yield executor
     executor.stop()

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.e2e.dataplane import ShopApp
 from tests.e2e.releases import APP, Timeline, WebApp
 from tests.e2e.shop import CREATE_USERS, database_migration, release
 from tests.env.cluster import Cluster
@@ -139,3 +140,32 @@ def v1_live(
     traffic.set_app(k.namespace, "web", service="web", rps=50)
     k("wait", "--for=condition=Ready", "fr/web", "--timeout=120s")
     return database_url
+
+
+@pytest.fixture
+def shop(
+    cluster: Cluster,
+    k: Kubectl,
+    prometheus: PrometheusServer,
+    operator: OperatorProcess,
+    pod_executor: LocalPodExecutor,
+    database_url: str,
+    tmp_path: Path,
+) -> Iterator[ShopApp]:
+    """The sample application (examples/shop) as the FeatureRelease "web": real pods, real
+    requests from the load generator, and its own database (tests/e2e/dataplane.py)."""
+    with Timeline(cluster.kubeconfig, k.namespace) as timeline:
+        app = ShopApp(
+            cluster,
+            k,
+            None,
+            prometheus.url,
+            timeline,
+            database_url=database_url,
+            out_dir=tmp_path,
+        )
+        try:
+            yield app
+        finally:
+            app.stop()
+    timeline.check()

@@ -5,14 +5,16 @@ kwok stands in for kubelets: pods on its nodes become Ready and Job pods complet
 it with pod labels:
 - `lockstep.dev/test-never-ready: "true"`: the pod never becomes Ready;
 - `lockstep.dev/test-fail: "true"`: a Job's pod fails (exit code 1);
-- `lockstep.dev/test-exec: "true"`: kwok leaves the pod alone; `tests.env.executor` runs its
-  container command on this machine instead (backup and restore Jobs).
+- `lockstep.dev/test-exec: "true"`: kwok leaves the pod alone, from start to deletion;
+  `tests.env.executor` runs its container command on this machine instead (backup and restore
+  Jobs, and the sample application's pods).
 """
 
 from __future__ import annotations
 
 import base64
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,8 @@ def kwok_stages(base_stages: Path) -> list[dict[str, Any]]:
             expressions += [_label_absent(NEVER_READY), _label_absent(EXEC)]
         elif name == "pod-complete":
             expressions += [_label_absent(FAIL), _label_absent(EXEC)]
+        elif name == "pod-delete":  # the executor stops the process, then removes the pod
+            expressions += [_label_absent(EXEC)]
     stages.append(
         {
             "apiVersion": "kwok.x-k8s.io/v1alpha1",
@@ -269,6 +273,18 @@ class Cluster:
             "--audit-log-format=json",
             "--audit-log-maxsize=0",
         ]
+
+    def restart_apiserver(self, down_seconds: float = 0.0) -> None:
+        """Stop kube-apiserver (SIGTERM, as a rolling upgrade of the control plane would),
+        stay down `down_seconds`, and start it again with the same flags."""
+        index, old = next(
+            (i, p) for i, p in enumerate(self.processes) if p.name == "kube-apiserver"
+        )
+        old.stop()
+        time.sleep(down_seconds)  # the outage itself
+        new = Process(old.name, old.argv, self.base_dir / "logs")
+        self.processes[index] = new
+        wait_until(lambda: self._api_ready(new), timeout=120, what="kube-apiserver back")
 
     def _start(self, name: str, args: list[str], logs: Path) -> Process:
         process = Process(name, [str(self.bin_dir / name), *args], logs)

@@ -1,12 +1,18 @@
-"""`make demo`: a whole release on the local cluster, then an automatic rollback.
+"""`make demo`: a whole release of a real application on the local cluster, then an
+automatic rollback caused by a real bug.
 
-It starts the local environment (Kubernetes control plane with kwok, PostgreSQL, Prometheus,
-the test traffic process), runs the operator under the RBAC of manifests/, and then:
+It starts the local environment (Kubernetes control plane with kwok, PostgreSQL, Prometheus),
+runs the operator under the RBAC of manifests/ and the pod executor, which runs the pods of the
+sample application (examples/shop) as local processes, and a load generator that sends 60
+requests/s through the Service as kube-proxy would. Then:
 1. releases v1 of `web` with its first migration (a backup Job runs pg_dump for real);
-2. releases v2 with an expand migration (before the switch) and a contract migration (after
-   the old colour is gone), analysed with Prometheus: promoted;
-3. releases v3, whose error ratio the traffic process raises: rolled back automatically.
-Everything it started is stopped at the end.
+2. releases v2, which writes a column that the expand migration 002 adds before the switch;
+   the contract migration 003 drops a column only v1 used, after v1 is gone; analysed on its
+   own metrics in Prometheus: promoted;
+3. releases v3, which reads a column that does not exist: PostgreSQL's errors become real 500s,
+   the analysis sees them and traffic goes back to v2 automatically.
+At the end it counts every request and checks every acknowledged write against the database.
+Everything it started is stopped.
 """
 
 from __future__ import annotations
@@ -25,14 +31,23 @@ import yaml
 
 from .cluster import Cluster
 from .executor import LocalPodExecutor, make_backup_volume
+from .loadgen import LoadProcess
 from .operator_runner import OperatorProcess, install_rbac, service_account_kubeconfig
 from .postgres import PostgresServer
 from .processes import reap_strays, wait_until
 from .prometheus import PrometheusServer
-from .samples import SHOP_DROP_NAME, SHOP_EMAIL, SHOP_USERS, shop_migration, web_release
-from .traffic import TrafficClient, TrafficProcess
+from .samples import (
+    ShopVersion,
+    shop_analysis,
+    shop_database_migration,
+    shop_objects,
+    shop_release,
+)
 
 NAMESPACE = "shop"
+V1 = ShopVersion("v1", schema=1)
+V2 = ShopVersion("v2", schema=2)
+BUGGY = ShopVersion("v3", schema=2, bug=True)
 
 
 def say(text: str) -> None:
@@ -89,28 +104,23 @@ class Demo:
             time.sleep(0.5)
         raise TimeoutError(f"the release did not reach {until}")
 
-    def release(self, version: str, target: str, contract: str | None = None) -> dict[str, Any]:
+    def release(
+        self, version: ShopVersion, target: str, contract: str | None = None
+    ) -> dict[str, Any]:
         migration = {"targetVersion": target}
         if contract:
             migration["contractVersion"] = contract
-        return web_release(
+        return shop_release(
             version,
-            namespace=NAMESPACE,
-            prometheus_url=self.prometheus.url,
             migration=migration,
             replicas=3,
             scale_down_delay=5,
-            interval="2s",
-            duration="10s",
+            analysis=shop_analysis(NAMESPACE, self.prometheus.url, interval="2s", duration="10s"),
             rollback={"automatic": True, "database": "none"},
         )
 
     def migration(self, versions: int) -> dict[str, Any]:
-        return shop_migration(
-            [SHOP_USERS, SHOP_EMAIL, SHOP_DROP_NAME][:versions],
-            lockTimeout="2s",
-            backup={"retention": 3},
-        )
+        return shop_database_migration(["001", "002", "003"][:versions], backup={"retention": 3})
 
     def run(self) -> None:
         say(
@@ -126,48 +136,36 @@ class Demo:
             service_account_kubeconfig(self.cluster, self.base / "sa.kubeconfig"), self.base
         )
         executor = LocalPodExecutor(
-            self.cluster.kubeconfig, self.base / "executor", [self.postgres.bindir]
+            self.cluster.kubeconfig, self.base / "executor", [self.postgres.bindir], self.prometheus
         )
-        traffic = TrafficProcess(self.cluster.kubeconfig, self.base / "traffic")
-        self.started += [operator, executor, traffic]
+        self.started += [operator, executor]
         operator.start()
         executor.start()
-        traffic.start()
-        self.prometheus.set_targets("traffic", [traffic.address])
-        wait_until(
-            lambda: self.prometheus.target_up(traffic.address), timeout=60, what="traffic scraped"
-        )
-        client = TrafficClient(traffic.address)
         print(self.cluster.kubectl("get", "nodes").stdout, end="")
 
-        say("1. Release v1 of web with migration 001 (a backup Job runs pg_dump first)")
+        say("1. Release v1 of web (examples/shop) with migration 001 (a backup Job runs pg_dump)")
         self.cluster.kubectl("create", "namespace", NAMESPACE)
         url = self.postgres.create_database("shop")
         make_backup_volume(self.cluster, NAMESPACE, "backups")
-        self.apply(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "shop-db"},
-                "stringData": {"url": url},
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": "web"},
-                "spec": {"ports": [{"port": 80, "targetPort": 8080}]},
-            },
-            self.migration(1),
-            self.release("v1", "001"),
-        )
-        client.set_app(NAMESPACE, "web", service="web", rps=40, error_ratio={"v3": 0.3})
+        self.apply(*shop_objects(url), self.migration(1), self.release(V1, "001"))
         self.follow("Ready")
-        self.show("get", "fr,dbm,deploy,svc", "-o", "wide")
+        self.show("get", "fr,dbm,deploy,svc,pods", "-o", "wide")
+        load = LoadProcess(self.cluster.kubeconfig, NAMESPACE, self.base / "load", rps=60)
+        self.started.append(load)
+        load.start()
+        wait_until(
+            lambda: load.report().served_by_version()["v1"] >= 30, timeout=60, what="v1 answering"
+        )
+        print(
+            f"\n  load generator: 60 requests/s, {load.report().served_by_version()['v1']} "
+            "answered by v1 so far"
+        )
 
         say(
-            "2. Release v2: expand 002 before the switch, analysis, contract 003 after blue is gone"
+            "2. Release v2: expand 002 (the note v2 writes) before the switch, analysis on its "
+            "own metrics, contract 003 after v1 is gone"
         )
-        self.apply(self.migration(3), self.release("v2", "002", contract="003"))
+        self.apply(self.migration(3), self.release(V2, "002", contract="003"))
         self.follow("Ready")
         self.show("get", "fr,dbm")
         self.plugin("status", "web")
@@ -176,9 +174,10 @@ class Demo:
         )
 
         say(
-            "3. Release v3: the traffic process makes v3 fail 30% of requests -> automatic rollback"
+            "3. Release v3: it reads a column that does not exist -> real 500s -> "
+            "automatic rollback"
         )
-        self.apply(self.migration(3), self.release("v3", "003"))
+        self.apply(self.migration(3), self.release(BUGGY, "003"))
         self.follow("RolledBack")
         self.show("get", "fr", "-o", "wide")
         self.plugin("status", "web")
@@ -193,6 +192,17 @@ class Demo:
             "--sort-by=.eventTime",
             "-o",
             "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message",
+        )
+        say("What the clients saw")
+        report = load.stop()
+        lost = report.lost_writes(url)
+        failed = report.failed
+        print(
+            f"  {len(report.records)} requests: answered by {dict(report.served_by_version())}\n"
+            f"  failed: {len(failed)}, by version {dict(report.failed_by_version())}"
+            + (f", e.g. {failed[0].get('error', '')[:100]!r}" if failed else "")
+            + f"\n  acknowledged writes: {len(report.acknowledged)}, missing from the database: "
+            f"{len(lost)}\n  time without a Ready endpoint: {report.downtime_seconds():.2f}s"
         )
         say("The demo is over: everything it started is stopped")
 

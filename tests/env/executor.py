@@ -1,19 +1,38 @@
-"""A test-only stand-in for a kubelet: runs the container command of labelled pods locally.
+"""A test-only stand-in for a kubelet: runs the container of labelled pods as local processes.
 
 kwok leaves pods labelled `lockstep.dev/test-exec: "true"` alone (see `kwok_stages` in
 `cluster.py`). `LocalPodExecutor` watches those pods and, once one is scheduled, does what a
 kubelet would do with it, on this machine:
 
-- reports it Running, resolves its container's env (plain values, `$(VAR)` references,
-  Secret and ConfigMap keys, a few field references) from the API;
+- resolves its container's env (plain values, `$(VAR)` references, Secret and ConfigMap keys
+  through the API, a few field references), and retries while a Secret or ConfigMap is missing
+  (CreateContainerConfigError);
+- gives it a pod IP (from 10.245.0.0/16, which the EndpointSlice controller publishes) and maps
+  each container port to a free local port: the process gets `PORT` (its first port) and
+  `PORT_<containerPort>` in its environment, and the pod the annotation
+  `lockstep.dev/test-ports` (`{"8080": 41234}`), which the router (`router.py`) reads to send
+  a request for `<pod IP>:8080` to `127.0.0.1:41234`. Each pod has its own network namespace in
+  Kubernetes; here they share one, so the process is told where to listen;
 - maps its volumes to local directories: a PersistentVolumeClaim to
   `work_dir/pvc/<namespace>/<claimName>` (kept across pods), an emptyDir to a fresh directory;
   env values that start with a mount path are rewritten to the local path, and the
   termination message file (`TERMINATION_LOG`, `terminationMessagePath`) to a local file;
-- runs `command` + `args` (the image is ignored; PATH starts with `path_prefix`), stopped at
-  the pod's activeDeadlineSeconds or when the pod is deleted;
-- reports it Succeeded or Failed with the container's exit code and termination message, so
-  the real Job controller completes or fails the Job.
+- runs `command` + `args` (the image is ignored; PATH starts with `path_prefix`) and reports
+  the pod Running; with a `readinessProbe` (httpGet or tcpSocket) the pod is Ready only while
+  the probe passes (`initialDelaySeconds`, `periodSeconds`, `timeoutSeconds`,
+  `successThreshold`, `failureThreshold` as a kubelet counts them; the probe keeps running
+  while the pod terminates), without one as soon as it runs. liveness and startup probes are
+  not run;
+- restarts the container per `restartPolicy` (Always, OnFailure) with a back-off that starts
+  at 1 s and doubles up to 30 s (a kubelet's starts at 10 s), counting `restartCount`;
+  otherwise reports the pod Succeeded or Failed with the exit code and termination message, so
+  the real Job controller completes or fails a Job; stops it at `activeDeadlineSeconds`;
+- on deletion sends SIGTERM to the process group, waits the pod's grace period, then SIGKILL,
+  and removes the pod object (a kubelet's final delete), so the pod stays Terminating, and its
+  endpoint `terminating`, while the process shuts down;
+- with `prometheus`, has each running pod annotated `prometheus.io/scrape: "true"` scraped
+  (`prometheus.io/port`, default its first port; `prometheus.io/path`, default /metrics), with
+  the target labels namespace, pod, app and color (from `lockstep.dev/color`).
 
 What it runs is logged to `work_dir/executor.log` (env names, never values); the container's
 output goes to `work_dir/pods/<namespace>/<pod>.log`.
@@ -23,6 +42,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
+import ipaddress
 import json
 import logging
 import os
@@ -30,6 +51,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -38,22 +60,35 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
-from kubernetes.watch.watch import iter_resp_lines
 
 from .cluster import EXEC, Cluster
-from .processes import register_pid, unregister_pid, wait_until
+from .informer import Informer
+from .processes import free_port, register_pid, unregister_pid, wait_until
+
+if TYPE_CHECKING:
+    from .prometheus import PrometheusServer
 
 SELECTOR = f"{EXEC}=true"
+PORTS_ANNOTATION = "lockstep.dev/test-ports"
+COLOR_LABEL = "lockstep.dev/color"
+POD_NETWORK = ipaddress.ip_network("10.245.0.0/16")  # kwok's pods take 10.244.0.0/16
+HOST_IP = "10.0.0.1"  # kwok's --node-ip
 MAX_MESSAGE_BYTES = 4096  # what a kubelet keeps of a termination message
 FALLBACK_LOG_LINES = 80  # terminationMessagePolicy FallbackToLogsOnError, as a kubelet does
 FALLBACK_LOG_BYTES = 2048
-WATCH_SECONDS = 30
 RETRY_SECONDS = 1.0
+DEFAULT_GRACE_SECONDS = 30
+RESTART_BACKOFF_SECONDS, MAX_RESTART_BACKOFF_SECONDS = 1.0, 30.0
+TICK_SECONDS = 0.05
 STORAGE_CLASS = "lockstep-test"
+
+# What the client raises while the API server is down or restarting.
+UNREACHABLE = (OSError, urllib3.exceptions.HTTPError)
 
 _REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
@@ -64,7 +99,7 @@ def api_client(kubeconfig: Path) -> client.ApiClient:
     config.load_kube_config(  # type: ignore[no-untyped-call]
         config_file=str(kubeconfig), client_configuration=configuration
     )
-    configuration.connection_pool_maxsize = 16
+    configuration.connection_pool_maxsize = 32
     return client.ApiClient(configuration)
 
 
@@ -103,6 +138,126 @@ def local_value(value: str, mounts: dict[str, Path]) -> str:
     return value
 
 
+def restarts_after(policy: str, exit_code: int, timed_out: bool) -> bool:
+    """Whether a kubelet starts the container again after it exited (`restartPolicy`)."""
+    if timed_out or policy == "Never":
+        return False
+    if policy == "OnFailure":
+        return exit_code != 0
+    return True  # Always, the default
+
+
+def restart_backoff(restarts: int) -> float:
+    """Seconds to wait before restart number `restarts` (1, 2, ...): doubling, capped."""
+    return float(
+        min(RESTART_BACKOFF_SECONDS * 2 ** max(restarts - 1, 0), MAX_RESTART_BACKOFF_SECONDS)
+    )
+
+
+@dataclass
+class Network:
+    """A pod's IP and where its container ports listen on this machine."""
+
+    ip: str
+    ports: dict[int, int]  # containerPort -> local port
+    names: dict[str, int]  # port name -> containerPort
+
+    def local_port(self, port: int | str) -> int:
+        """The local port of a container port given by number or by name (a probe's port)."""
+        number = self.names.get(port) if isinstance(port, str) else port
+        if isinstance(port, str) and number is None and port.isdigit():
+            number = int(port)
+        if number is None or number not in self.ports:
+            raise Unsupported(f"port {port!r} is not a containerPort of the pod")
+        return self.ports[number]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A readinessProbe with its timings, pointed at the local port."""
+
+    kind: str  # "http" or "tcp"
+    port: int
+    path: str = "/"
+    headers: tuple[tuple[str, str], ...] = ()
+    initial_delay: float = 0.0
+    period: float = 10.0
+    timeout: float = 1.0
+    success_threshold: int = 1
+    failure_threshold: int = 3
+
+    @classmethod
+    def readiness(cls, container: dict[str, Any], network: Network) -> Probe | None:
+        spec = container.get("readinessProbe")
+        if not spec:
+            return None
+        if "httpGet" in spec:
+            get = spec["httpGet"]
+            if get.get("scheme", "HTTP") != "HTTP":
+                raise Unsupported("the local executor probes httpGet over plain HTTP only")
+            kind, port = "http", network.local_port(get["port"])
+            path = get.get("path", "/")
+            headers = tuple((h["name"], h["value"]) for h in get.get("httpHeaders") or [])
+        elif "tcpSocket" in spec:
+            kind, port = "tcp", network.local_port(spec["tcpSocket"]["port"])
+            path, headers = "", ()
+        else:
+            raise Unsupported("the local executor runs httpGet and tcpSocket readiness probes only")
+        return cls(
+            kind,
+            port,
+            path,
+            headers,
+            initial_delay=float(spec.get("initialDelaySeconds", 0)),
+            period=float(spec.get("periodSeconds", 10)),
+            timeout=float(spec.get("timeoutSeconds", 1)),
+            success_threshold=int(spec.get("successThreshold", 1)),
+            failure_threshold=int(spec.get("failureThreshold", 3)),
+        )
+
+    def passes(self) -> bool:
+        """One probe, as a kubelet runs it: HTTP 200-399, or a TCP connection accepted."""
+        try:
+            if self.kind == "tcp":
+                with socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout):
+                    return True
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+            try:
+                headers = {"User-Agent": "kube-probe/1.36", **dict(self.headers)}
+                connection.request("GET", self.path, headers={**headers, "Connection": "close"})
+                return 200 <= connection.getresponse().status < 400
+            finally:
+                connection.close()
+        except (OSError, http.client.HTTPException):
+            return False
+
+
+@dataclass
+class Readiness:
+    """Consecutive probe results to Ready, as a kubelet counts them: not Ready until
+    `successThreshold` passes in a row, then not Ready after `failureThreshold` failures."""
+
+    success_threshold: int = 1
+    failure_threshold: int = 3
+    ready: bool = False
+    successes: int = 0
+    failures: int = 0
+
+    def record(self, passed: bool) -> bool:
+        """Count one result; True when Ready changed."""
+        if passed:
+            self.successes, self.failures = self.successes + 1, 0
+            if not self.ready and self.successes >= self.success_threshold:
+                self.ready = True
+                return True
+        else:
+            self.failures, self.successes = self.failures + 1, 0
+            if self.ready and self.failures >= self.failure_threshold:
+                self.ready = False
+                return True
+        return False
+
+
 @dataclass
 class Plan:
     """What to run for one pod, with local paths."""
@@ -117,25 +272,259 @@ class Plan:
     env_names: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Exit:
+    """How one run of the container ended."""
+
+    code: int
+    started: str
+    finished: str
+    timed_out: bool = False
+
+
+class PodWorker:
+    """What a kubelet's pod worker does for one pod, on its own thread."""
+
+    def __init__(self, executor: LocalPodExecutor, pod: dict[str, Any]) -> None:
+        self.executor = executor
+        self.pod = pod
+        self.name = _name(pod)
+        self.uid: str = pod["metadata"]["uid"]
+        self.deleting = threading.Event()
+        self.grace_seconds = float(
+            pod["spec"].get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS)
+        )
+        self.finished = threading.Event()
+        self.thread = threading.Thread(target=self.run, name=f"pod-{self.name}", daemon=True)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.network: Network | None = None
+        self.started_at: str | None = None
+        # The status not yet written: a kubelet's status manager keeps retrying while the API
+        # server is unreachable, with the newest status (merged over what was not sent).
+        self._unsent: dict[str, Any] | None = None
+        self._last_try = 0.0
+
+    @property
+    def log(self) -> logging.Logger:
+        return self.executor.log
+
+    @property
+    def stopping(self) -> bool:
+        return self.deleting.is_set() or self.executor.stopped
+
+    def delete(self, grace_seconds: float | None) -> None:
+        """The pod is being deleted: stop the container within `grace_seconds`."""
+        if grace_seconds is not None:
+            self.grace_seconds = grace_seconds
+        if not self.deleting.is_set():
+            self.log.info("%s: deleted, stopping (grace %.0fs)", self.name, self.grace_seconds)
+        self.deleting.set()
+        if self.finished.is_set():
+            self.executor.finalize(self.pod)
+
+    def set_status(self, status: dict[str, Any]) -> None:
+        self._unsent = {**(self._unsent or {}), **status}
+        self.sync_status()
+
+    def sync_status(self) -> bool:
+        """Write the unsent status; False while the API server does not take it."""
+        if self._unsent is None:
+            return True
+        self._last_try = time.monotonic()
+        try:
+            self.executor.patch_status(self.pod, self._unsent)
+        except ApiException as error:
+            if not _transient(error):
+                self.log.error("%s: status refused: %s", self.name, error.reason)
+                self._unsent = None
+                return True
+            return False
+        except UNREACHABLE:
+            return False
+        self._unsent = None
+        return True
+
+    def sync_status_until_written(self) -> None:
+        while not self.sync_status() and not self.stopping:
+            self.deleting.wait(RETRY_SECONDS / 2)
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except Unsupported as error:
+            self.log.error("%s: %s", self.name, error)
+            self.executor.report_unsupported(self, str(error))
+            self.sync_status_until_written()
+        except Exception:
+            if not self.executor.stopped:
+                self.log.exception("%s: the executor failed", self.name)
+        finally:
+            self.finished.set()
+            if self.deleting.is_set() and not self.executor.stopped:
+                self.executor.finalize(self.pod)
+
+    def _run(self) -> None:
+        plan = self.executor.plan_until_ready(self)
+        if plan is None:
+            return
+        container = self.pod["spec"]["containers"][0]
+        self.network = self.executor.attach_network(self.pod)
+        plan.env.update(port_env(self.network))
+        probe = Probe.readiness(container, self.network)
+        policy = self.pod["spec"].get("restartPolicy", "Always")
+        restarts, last = 0, None
+        while True:
+            readiness = Readiness(
+                probe.success_threshold if probe else 1, probe.failure_threshold if probe else 1
+            )
+            exit_ = self._execute(plan, probe, readiness, restarts, last)
+            if self.stopping:
+                return
+            if not restarts_after(policy, exit_.code, exit_.timed_out):
+                self.executor.report_terminated(self, plan, exit_, restarts)
+                self.sync_status_until_written()
+                return
+            restarts += 1
+            last = exit_
+            backoff = restart_backoff(restarts)
+            self.log.info("%s: restarting in %.0fs (restart %d)", self.name, backoff, restarts)
+            self.executor.report_back_off(self, plan, exit_, restarts)
+            if self.deleting.wait(backoff) or self.executor.stopped:
+                return
+
+    def _execute(
+        self,
+        plan: Plan,
+        probe: Probe | None,
+        readiness: Readiness,
+        restarts: int,
+        last: Exit | None,
+    ) -> Exit:
+        output = plan.termination_log.parent.with_suffix(".log")
+        plan.termination_log.write_bytes(b"")
+        self.log.info(
+            "%s: running %s (env: %s; cwd %s; timeout %s)",
+            self.name,
+            _describe(plan.command),
+            ", ".join(plan.env_names) or "-",
+            plan.cwd,
+            f"{plan.timeout:.0f}s" if plan.timeout else "none",
+        )
+        started, began = now(), time.monotonic()
+        with output.open("ab") as log:
+            try:
+                process = subprocess.Popen(
+                    plan.argv,
+                    env=plan.env,
+                    cwd=plan.cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as error:
+                # What a container runtime reports for a command it cannot start.
+                plan.termination_log.write_text(f"cannot start the command: {error.strerror}")
+                self.log.info("%s: cannot start %s: %s", self.name, plan.argv[0], error.strerror)
+                return Exit(128, started, now())
+        register_pid(process.pid)
+        self.process = process
+        try:
+            self.executor.report_running(
+                self, started, ready=probe is None, restarts=restarts, last=last
+            )
+            self.executor.scrape(self)
+            timed_out = self._supervise(
+                process, plan, probe, readiness, began, started, restarts, last
+            )
+        finally:
+            if process.poll() is None:
+                _kill(process)
+            process.wait()
+            self.process = None
+            unregister_pid(process.pid)
+            self.executor.unscrape(self)
+        code = process.returncode
+        exit_code = code if code >= 0 else 128 - code
+        self.log.info(
+            "%s: exited %d after %.1fs%s",
+            self.name,
+            exit_code,
+            time.monotonic() - began,
+            " (deadline exceeded)" if timed_out else "",
+        )
+        return Exit(exit_code, started, now(), timed_out)
+
+    def _supervise(
+        self,
+        process: subprocess.Popen[bytes],
+        plan: Plan,
+        probe: Probe | None,
+        readiness: Readiness,
+        began: float,
+        started: str,
+        restarts: int,
+        last: Exit | None,
+    ) -> bool:
+        """Wait for the process to exit, probing it, and stop it on deletion or at its
+        deadline. True when the deadline stopped it."""
+        next_probe = began + (probe.initial_delay if probe else 0.0)
+        kill_at: float | None = None
+        while process.poll() is None:
+            moment = time.monotonic()
+            if self.executor.stopped:
+                _kill(process)
+                break
+            if self.deleting.is_set() and kill_at is None:
+                _signal(process, signal.SIGTERM)
+                kill_at = moment + self.grace_seconds
+            if kill_at is not None and moment >= kill_at:
+                self.log.info("%s: grace period over, SIGKILL", self.name)
+                _kill(process)
+            if self._unsent is not None and moment - self._last_try >= RETRY_SECONDS / 2:
+                self.sync_status()
+            if plan.timeout is not None and moment - began >= plan.timeout:
+                _kill(process)
+                process.wait()
+                return True
+            if probe is not None and moment >= next_probe:
+                if readiness.record(probe.passes()) and process.poll() is None:
+                    self.log.info("%s: ready %s", self.name, readiness.ready)
+                    self.executor.report_running(
+                        self, started, ready=readiness.ready, restarts=restarts, last=last
+                    )
+                next_probe = max(next_probe + probe.period, time.monotonic())
+                continue
+            wait = TICK_SECONDS if probe is None else min(TICK_SECONDS, next_probe - moment)
+            if kill_at is None:
+                self.deleting.wait(max(wait, 0.005))  # wakes at once on deletion
+            else:
+                time.sleep(TICK_SECONDS)
+        return False
+
+
 class LocalPodExecutor:
     """Runs the single container of each `lockstep.dev/test-exec` pod on this machine."""
 
-    def __init__(self, kubeconfig: Path, work_dir: Path, path_prefix: list[Path]) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        work_dir: Path,
+        path_prefix: list[Path],
+        prometheus: PrometheusServer | None = None,
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.work_dir = work_dir
         self.path_prefix = list(path_prefix)
+        self.prometheus = prometheus
         self.log = logging.getLogger(f"{__name__}.{uuid.uuid4().hex[:6]}")
         self.log.propagate = False
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._claimed: set[str] = set()
-        self._running: dict[str, subprocess.Popen[bytes]] = {}
-        self._gone: set[str] = set()
-        self._threads: list[threading.Thread] = []
-        self._watcher: threading.Thread | None = None
-        self._synced = threading.Event()
+        self._workers: dict[str, PodWorker] = {}
+        self._addresses = iter(POD_NETWORK.hosts())
         self._core: client.CoreV1Api | None = None
-        self._response: Any = None
+        self._informer: Informer | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -146,25 +535,33 @@ class LocalPodExecutor:
         self.log.addHandler(handler)
         self.log.setLevel(logging.INFO)
         self._core = client.CoreV1Api(api_client(self.kubeconfig))
-        self._watcher = threading.Thread(target=self._watch_loop, name="pod-executor", daemon=True)
-        self._watcher.start()
-        wait_until(self._synced.is_set, timeout=60, what="the executor's first pod list")
+        self._informer = Informer(
+            "pods",
+            self.core.list_pod_for_all_namespaces,
+            self._consider,
+            self.log,
+            label_selector=SELECTOR,
+        )
+        self._informer.start()
 
     def stop(self) -> None:
         self._stop.set()
-        with contextlib.suppress(Exception):
-            if self._response is not None:
-                self._response.shutdown()
+        if self._informer is not None:
+            self._informer.stop()
         with self._lock:
-            running = list(self._running.values())
-        for process in running:
-            _kill(process)
-        for thread in [self._watcher, *self._threads]:
-            if thread is not None:
-                thread.join(timeout=10)
+            workers = list(self._workers.values())
+        for worker in workers:
+            if worker.process is not None:
+                _kill(worker.process)
+        for worker in workers:
+            worker.thread.join(timeout=10)
         for handler in list(self.log.handlers):
             handler.close()
             self.log.removeHandler(handler)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
 
     def volume_dir(self, namespace: str, claim_name: str) -> Path:
         """The local directory that stands for a PersistentVolumeClaim."""
@@ -175,138 +572,113 @@ class LocalPodExecutor:
         assert self._core is not None, "start() the executor first"
         return self._core
 
-    # ---------------------------------------------------------------------- watch
-
-    def _watch_loop(self) -> None:
-        resource_version: str | None = None
-        while not self._stop.is_set():
-            try:
-                if resource_version is None:
-                    resource_version = self._list()
-                    self._synced.set()
-                resource_version = self._watch(resource_version)
-            except ApiException as error:
-                if error.status == 410:  # the resource version expired: list again
-                    resource_version = None
-                    continue
-                self.log.warning("pod watch failed: %s", error.reason)
-                resource_version = None
-                self._stop.wait(RETRY_SECONDS)
-            except Exception as error:
-                if self._stop.is_set():
-                    return
-                self.log.warning("pod watch failed: %r", error)
-                resource_version = None
-                self._stop.wait(RETRY_SECONDS)
-
-    def _list(self) -> str:
-        response: Any = self.core.list_pod_for_all_namespaces(
-            label_selector=SELECTOR, _preload_content=False, _request_timeout=30
-        )
-        pods = json.loads(response.data)
-        for pod in pods["items"]:
-            self._consider("ADDED", pod)
-        # Pods deleted while the watch was down still have their command running.
-        present = {pod["metadata"]["uid"] for pod in pods["items"]}
+    def running(self) -> dict[str, int]:
+        """The pods whose container runs now ("namespace/name"), with their process ids."""
         with self._lock:
-            missing = [uid for uid in self._running if uid not in present]
-        for uid in missing:
-            self._forget(uid, None)
-        return str(pods["metadata"]["resourceVersion"])
+            workers = list(self._workers.values())
+        return {w.name: w.process.pid for w in workers if w.process is not None}
 
-    def _watch(self, resource_version: str) -> str:
-        response: Any = self.core.list_pod_for_all_namespaces(
-            label_selector=SELECTOR,
-            watch=True,
-            resource_version=resource_version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=WATCH_SECONDS,
-            _preload_content=False,
-            _request_timeout=(10, WATCH_SECONDS + 15),
-        )
-        self._response = response
-        try:
-            for line in iter_resp_lines(response):  # type: ignore[no-untyped-call]
-                if self._stop.is_set():
-                    break
-                if not line:
-                    continue
-                event = json.loads(line)
-                kind, pod = event["type"], event["object"]
-                if kind == "ERROR":
-                    raise ApiException(status=pod.get("code"), reason=pod.get("message"))
-                resource_version = pod["metadata"]["resourceVersion"]
-                if kind != "BOOKMARK":
-                    self._consider(kind, pod)
-        finally:
-            self._response = None
-            response.release_conn()
-        return resource_version
+    # ---------------------------------------------------------------------- watch
 
     def _consider(self, kind: str, pod: dict[str, Any]) -> None:
         metadata, spec = pod["metadata"], pod.get("spec") or {}
         uid = metadata["uid"]
-        if kind == "DELETED" or metadata.get("deletionTimestamp"):
-            self._forget(uid, pod)
+        with self._lock:
+            worker = self._workers.get(uid)
+        if kind == "DELETED":
+            with self._lock:
+                self._workers.pop(uid, None)
+            if worker is not None and not worker.finished.is_set():
+                worker.delete(0)  # removed without a grace period (a force delete)
+            return
+        if metadata.get("deletionTimestamp"):
+            grace = metadata.get("deletionGracePeriodSeconds")
+            if worker is not None:
+                worker.pod = pod
+                worker.delete(None if grace is None else float(grace))
+            else:  # never started here: nothing to stop
+                self.finalize(pod)
+            return
+        if worker is not None:
+            worker.pod = pod
             return
         phase = (pod.get("status") or {}).get("phase")
         if phase != "Pending" or not spec.get("nodeName"):
             return
+        worker = PodWorker(self, pod)
         with self._lock:
-            if uid in self._claimed:
-                return
-            self._claimed.add(uid)
-            thread = threading.Thread(
-                target=self._run_pod, args=(pod,), name=f"pod-{metadata['name']}", daemon=True
-            )
-            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
-        thread.start()
+            self._workers[uid] = worker
+        worker.thread.start()
 
-    def _forget(self, uid: str, pod: dict[str, Any] | None) -> None:
-        with self._lock:
-            self._gone.add(uid)
-            process = self._running.get(uid)
-        if process is not None:
-            self.log.info("%s: deleted, stopping its container", _name(pod) if pod else uid)
-            _kill(process)
+    def finalize(self, pod: dict[str, Any]) -> None:
+        """Remove the pod object once its container is gone, as a kubelet does."""
+
+        def delete() -> None:
+            while not self.stopped:
+                try:
+                    self.core.delete_namespaced_pod(
+                        pod["metadata"]["name"],
+                        pod["metadata"]["namespace"],
+                        grace_period_seconds=0,
+                        body=client.V1DeleteOptions(
+                            grace_period_seconds=0,
+                            preconditions=client.V1Preconditions(uid=pod["metadata"]["uid"]),
+                        ),
+                    )
+                    return
+                except ApiException as error:
+                    if error.status in (404, 409):  # gone already, or another pod by now
+                        return
+                    self.log.warning("%s: final delete failed: %s", _name(pod), error.reason)
+                except UNREACHABLE as error:  # the API server is unreachable: try again
+                    self.log.warning("%s: final delete failed: %r", _name(pod), error)
+                self._stop.wait(RETRY_SECONDS)
+
+        threading.Thread(target=delete, name=f"finalize-{_name(pod)}", daemon=True).start()
 
     # ------------------------------------------------------------------------ run
 
-    def _run_pod(self, pod: dict[str, Any]) -> None:
-        name = _name(pod)
-        try:
-            plan = self._plan_until_ready(pod)
-            if plan is None:
-                return
-            self._report_running(pod)
-            exit_code, started, timed_out = self._execute(pod, plan)
-            if self._is_gone(pod):
-                return
-            self._report_terminated(pod, plan, exit_code, started, timed_out)
-        except Unsupported as error:
-            self.log.error("%s: %s", name, error)
-            self._report_unsupported(pod, str(error))
-        except Exception:
-            if not self._stop.is_set():
-                self.log.exception("%s: the executor failed", name)
-
-    def _is_gone(self, pod: dict[str, Any]) -> bool:
-        with self._lock:
-            return pod["metadata"]["uid"] in self._gone or self._stop.is_set()
-
-    def _plan_until_ready(self, pod: dict[str, Any]) -> Plan | None:
+    def plan_until_ready(self, worker: PodWorker) -> Plan | None:
         """Resolve the pod's env and volumes, retrying while a Secret or ConfigMap is missing."""
         reported = ""
-        while not self._is_gone(pod):
+        while not worker.stopping:
             try:
-                return self._plan(pod)
+                return self._plan(worker.pod)
             except NotReady as error:
                 if str(error) != reported:
                     reported = str(error)
-                    self.log.info("%s: waiting: %s", _name(pod), reported)
-                    self._report_waiting(pod, reported)
-            self._stop.wait(RETRY_SECONDS)
+                    self.log.info("%s: waiting: %s", worker.name, reported)
+                    self._report_waiting(worker, reported)
+            worker.deleting.wait(RETRY_SECONDS)
         return None
+
+    def attach_network(self, pod: dict[str, Any]) -> Network:
+        """A pod IP and a free local port for each container port, recorded on the pod."""
+        container = pod["spec"]["containers"][0]
+        ports: dict[int, int] = {}
+        names: dict[str, int] = {}
+        for port in container.get("ports") or []:
+            number = int(port["containerPort"])
+            ports[number] = free_port()
+            if port.get("name"):
+                names[port["name"]] = number
+        with self._lock:
+            ip = str(next(self._addresses))
+        while ports:
+            try:
+                self.core.patch_namespaced_pod(
+                    pod["metadata"]["name"],
+                    pod["metadata"]["namespace"],
+                    {"metadata": {"annotations": {PORTS_ANNOTATION: json.dumps(ports)}}},
+                )
+                break
+            except (ApiException, *UNREACHABLE) as error:
+                if isinstance(error, ApiException) and not _transient(error):
+                    raise
+                self.log.warning("%s: cannot record its ports: %r", _name(pod), error)
+                if self._stop.wait(RETRY_SECONDS):
+                    break
+        return Network(ip, ports, names)
 
     def _plan(self, pod: dict[str, Any]) -> Plan:
         spec = pod["spec"]
@@ -447,65 +819,9 @@ class LocalPodExecutor:
             raise
         return dict(config_map.data or {})
 
-    def _execute(self, pod: dict[str, Any], plan: Plan) -> tuple[int, str, bool]:
-        name, uid = _name(pod), pod["metadata"]["uid"]
-        output = plan.termination_log.parent.with_suffix(".log")
-        self.log.info(
-            "%s: running %s (env: %s; cwd %s; timeout %s)",
-            name,
-            _describe(plan.command),
-            ", ".join(plan.env_names) or "-",
-            plan.cwd,
-            f"{plan.timeout:.0f}s" if plan.timeout else "none",
-        )
-        started, began = now(), time.monotonic()
-        with output.open("ab") as log:
-            try:
-                process = subprocess.Popen(
-                    plan.argv,
-                    env=plan.env,
-                    cwd=plan.cwd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            except OSError as error:
-                # What a container runtime reports for a command it cannot start.
-                plan.termination_log.write_text(f"cannot start the command: {error.strerror}")
-                self.log.info("%s: cannot start %s: %s", name, plan.argv[0], error.strerror)
-                return 128, started, False
-        register_pid(process.pid)
-        with self._lock:
-            self._running[uid] = process
-            deleted_meanwhile = uid in self._gone
-        if deleted_meanwhile:
-            _kill(process)
-        timed_out = False
-        try:
-            process.wait(plan.timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill(process)
-            process.wait()
-        finally:
-            with self._lock:
-                self._running.pop(uid, None)
-            unregister_pid(process.pid)
-        code = process.returncode
-        exit_code = code if code >= 0 else 128 - code
-        self.log.info(
-            "%s: exited %d after %.1fs%s",
-            name,
-            exit_code,
-            time.monotonic() - began,
-            " (deadline exceeded)" if timed_out else "",
-        )
-        return exit_code, started, timed_out
-
     # --------------------------------------------------------------------- status
 
-    def _patch_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
+    def patch_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
         try:
             self.core.patch_namespaced_pod_status(
                 pod["metadata"]["name"],
@@ -518,10 +834,9 @@ class LocalPodExecutor:
                 return
             raise
 
-    def _report_waiting(self, pod: dict[str, Any], message: str) -> None:
-        container = pod["spec"]["containers"][0]
-        self._patch_status(
-            pod,
+    def _report_waiting(self, worker: PodWorker, message: str) -> None:
+        container = worker.pod["spec"]["containers"][0]
+        worker.set_status(
             {
                 "containerStatuses": [
                     _container_status(
@@ -532,59 +847,88 @@ class LocalPodExecutor:
             },
         )
 
-    def _report_running(self, pod: dict[str, Any]) -> None:
-        container, moment = pod["spec"]["containers"][0], now()
-        self._patch_status(
-            pod,
+    def report_running(
+        self, worker: PodWorker, started: str, *, ready: bool, restarts: int, last: Exit | None
+    ) -> None:
+        pod, moment = worker.pod, now()
+        container = pod["spec"]["containers"][0]
+        flag = "True" if ready else "False"
+        status: dict[str, Any] = {
+            "phase": "Running",
+            "conditions": [
+                _condition("PodReadyToStartContainers", "True", moment),
+                _condition("Initialized", "True", moment),
+                _condition("ContainersReady", flag, moment),
+                _condition("Ready", flag, moment),
+            ],
+            "containerStatuses": [
+                _container_status(
+                    container,
+                    {"running": {"startedAt": started}},
+                    ready=ready,
+                    restarts=restarts,
+                    last=last,
+                )
+            ],
+        }
+        if worker.started_at is None:
+            worker.started_at = moment
+            status["startTime"] = moment
+        if worker.network is not None:
+            status |= {
+                "podIP": worker.network.ip,
+                "podIPs": [{"ip": worker.network.ip}],
+                "hostIP": HOST_IP,
+                "hostIPs": [{"ip": HOST_IP}],
+            }
+        worker.set_status(status)
+
+    def report_back_off(self, worker: PodWorker, plan: Plan, exit_: Exit, restarts: int) -> None:
+        container, moment = worker.pod["spec"]["containers"][0], now()
+        message = f"back-off restarting failed container {container['name']}"
+        worker.set_status(
             {
-                "phase": "Running",
-                "startTime": moment,
                 "conditions": [
-                    _condition(kind, "True", moment)
-                    for kind in (
-                        "PodReadyToStartContainers",
-                        "Initialized",
-                        "ContainersReady",
-                        "Ready",
-                    )
+                    _condition(kind, "False", moment, "ContainersNotReady")
+                    for kind in ("ContainersReady", "Ready")
                 ],
                 "containerStatuses": [
-                    _container_status(container, {"running": {"startedAt": moment}}, ready=True)
+                    _container_status(
+                        container,
+                        {"waiting": {"reason": "CrashLoopBackOff", "message": message}},
+                        restarts=restarts,
+                        last=exit_,
+                        message=_termination_message(plan, exit_.code),
+                    )
                 ],
             },
         )
 
-    def _report_terminated(
-        self, pod: dict[str, Any], plan: Plan, exit_code: int, started: str, timed_out: bool
-    ) -> None:
-        container, moment = pod["spec"]["containers"][0], now()
-        message = _termination_message(plan, exit_code)
-        terminated: dict[str, Any] = {
-            "exitCode": exit_code,
-            "reason": "Completed" if exit_code == 0 else "Error",
-            "startedAt": started,
-            "finishedAt": moment,
-        }
-        if message:
-            terminated["message"] = message
+    def report_terminated(self, worker: PodWorker, plan: Plan, exit_: Exit, restarts: int) -> None:
+        container, moment = worker.pod["spec"]["containers"][0], now()
         status: dict[str, Any] = {
-            "phase": "Succeeded" if exit_code == 0 else "Failed",
+            "phase": "Succeeded" if exit_.code == 0 else "Failed",
             "conditions": [
                 _condition(kind, "False", moment, "PodCompleted")
                 for kind in ("ContainersReady", "Ready")
             ],
-            "containerStatuses": [_container_status(container, {"terminated": terminated})],
+            "containerStatuses": [
+                _container_status(
+                    container,
+                    {"terminated": _terminated(exit_, _termination_message(plan, exit_.code))},
+                    restarts=restarts,
+                )
+            ],
         }
-        if timed_out:
+        if exit_.timed_out:
             status["reason"] = "DeadlineExceeded"
             status["message"] = "Pod was active on the node longer than the specified deadline"
-        self._patch_status(pod, status)
+        worker.set_status(status)
 
-    def _report_unsupported(self, pod: dict[str, Any], message: str) -> None:
+    def report_unsupported(self, worker: PodWorker, message: str) -> None:
         moment = now()
-        containers = pod["spec"].get("containers") or []
-        self._patch_status(
-            pod,
+        containers = worker.pod["spec"].get("containers") or []
+        worker.set_status(
             {
                 "phase": "Failed",
                 "reason": "UnsupportedByLocalExecutor",
@@ -607,8 +951,72 @@ class LocalPodExecutor:
             },
         )
 
+    # ----------------------------------------------------------------- Prometheus
+
+    def scrape(self, worker: PodWorker) -> None:
+        """Have Prometheus scrape the pod's container, if the pod asks for it."""
+        target = _scrape_target(worker.pod, worker.network)
+        if self.prometheus is not None and target is not None:
+            self.prometheus.set_target_groups(f"pod/{worker.name}", [target])
+
+    def unscrape(self, worker: PodWorker) -> None:
+        if self.prometheus is not None:
+            self.prometheus.set_target_groups(f"pod/{worker.name}", [])
+
 
 # ------------------------------------------------------------------------------ helpers
+
+
+def port_env(network: Network) -> dict[str, str]:
+    """Where the process listens: PORT (its first container port) and PORT_<containerPort>."""
+    env = {f"PORT_{number}": str(local) for number, local in network.ports.items()}
+    if network.ports:
+        env["PORT"] = str(next(iter(network.ports.values())))
+    return env
+
+
+def _scrape_target(pod: dict[str, Any], network: Network | None) -> dict[str, Any] | None:
+    """A Prometheus file_sd target group for the pod, with the labels a kubernetes_sd
+    relabelling would give it; None when the pod does not ask to be scraped."""
+    metadata = pod["metadata"]
+    annotations = metadata.get("annotations") or {}
+    if network is None or annotations.get("prometheus.io/scrape") != "true" or not network.ports:
+        return None
+    wanted = annotations.get("prometheus.io/port")
+    port = network.local_port(int(wanted)) if wanted else next(iter(network.ports.values()))
+    labels = metadata.get("labels") or {}
+    return {
+        "targets": [f"127.0.0.1:{port}"],
+        "labels": {
+            "namespace": metadata["namespace"],
+            "pod": metadata["name"],
+            "app": labels.get("app") or labels.get("app.kubernetes.io/name", ""),
+            "color": labels.get(COLOR_LABEL, ""),
+            "__metrics_path__": annotations.get("prometheus.io/path", "/metrics"),
+        },
+    }
+
+
+def _terminated(exit_: Exit, message: str) -> dict[str, Any]:
+    terminated: dict[str, Any] = {
+        "exitCode": exit_.code,
+        "reason": "Completed" if exit_.code == 0 else "Error",
+        "startedAt": exit_.started,
+        "finishedAt": exit_.finished,
+    }
+    if message:
+        terminated["message"] = message
+    return terminated
+
+
+def _transient(error: ApiException) -> bool:
+    """An API error worth trying again: the server is starting, overloaded or throttling."""
+    return error.status is None or error.status >= 500 or error.status == 429
+
+
+def _signal(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)
 
 
 def _name(pod: dict[str, Any]) -> str:
@@ -657,17 +1065,25 @@ def _condition(kind: str, status: str, moment: str, reason: str = "") -> dict[st
 
 
 def _container_status(
-    container: dict[str, Any], state: dict[str, Any], ready: bool = False
+    container: dict[str, Any],
+    state: dict[str, Any],
+    ready: bool = False,
+    restarts: int = 0,
+    last: Exit | None = None,
+    message: str = "",
 ) -> dict[str, Any]:
-    return {
+    status = {
         "name": container["name"],
         "image": container.get("image", ""),
         "imageID": "",
         "ready": ready,
         "started": "running" in state,
-        "restartCount": 0,
+        "restartCount": restarts,
         "state": state,
     }
+    if last is not None:
+        status["lastState"] = {"terminated": _terminated(last, message)}
+    return status
 
 
 def _termination_message(plan: Plan, exit_code: int) -> str:

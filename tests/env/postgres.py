@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import psycopg
@@ -107,6 +109,18 @@ class PostgresServer:
             owner=owner,
         )
         wait_until(self._ready, timeout=60, what="PostgreSQL to accept connections")
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Stop the server as an operator or a failover would (a fast shutdown: sessions are
+        cut, committed work is kept), stay down `down_seconds`, and start it again on the same
+        port and data."""
+        assert self.process is not None, "start() the server first"
+        self.process.popen.send_signal(signal.SIGINT)  # SIGTERM would wait for every client
+        self.process.popen.wait(30)
+        self.process.stop()
+        time.sleep(down_seconds)  # the outage itself
+        self.process = Process("postgres", self.process.argv, self.base_dir, owner=unprivileged())
+        wait_until(self._ready, timeout=60, what="PostgreSQL to accept connections again")
 
     def _ready(self) -> bool:
         assert self.process is not None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -35,6 +37,8 @@ class PrometheusServer:
         self.targets_dir = base_dir / "targets"
         self.process: Process | None = None
         self._targets: dict[str, list[str]] = {}
+        self._groups: dict[str, list[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -92,18 +96,31 @@ class PrometheusServer:
 
     def set_targets(self, name: str, addresses: list[str]) -> None:
         """Scrape `addresses` (host:port) as the group `name`; an empty list removes it."""
-        if addresses:
-            self._targets[name] = addresses
-        else:
-            self._targets.pop(name, None)
-        self._write_targets()
+        with self._lock:
+            if addresses:
+                self._targets[name] = addresses
+            else:
+                self._targets.pop(name, None)
+            self._write_targets()
+
+    def set_target_groups(self, name: str, groups: list[dict[str, Any]]) -> None:
+        """Scrape file_sd target groups (`{"targets": [...], "labels": {...}}`, where a label
+        `__metrics_path__` sets the path) under `name`; an empty list removes them."""
+        with self._lock:
+            if groups:
+                self._groups[name] = groups
+            else:
+                self._groups.pop(name, None)
+            self._write_targets()
 
     def _write_targets(self) -> None:
         groups = [
             {"targets": addresses, "labels": {"group": name}}
             for name, addresses in sorted(self._targets.items())
         ]
-        tmp = self.targets_file.with_suffix(".tmp")
+        for _, more in sorted(self._groups.items()):
+            groups += more
+        tmp = self.targets_file.with_suffix(f".{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(groups))
         tmp.replace(self.targets_file)
 
