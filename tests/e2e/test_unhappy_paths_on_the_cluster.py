@@ -307,8 +307,9 @@ def test_names_of_63_characters_work_everywhere(
     from tests.env.executor import make_backup_volume
     from tests.env.samples import shop_migration, web_release
 
-    name = "a-release-with-a-name-as-long-as-kubernetes-allows-for-a-label-x"[:63]
-    db = "a-database-migration-with-a-name-as-long-as-a-label-can-be-xxxxx"[:63]
+    name = "a-release-with-a-name-as-long-as-kubernetes-allows-in-a-label-x"
+    db = "a-database-migration-with-a-name-as-long-as-a-label-can-be-xxxx"
+    assert len(name) == len(db) == 63
     make_backup_volume(k.cluster, k.namespace, "backups")
     migration = shop_migration([CREATE_USERS])
     migration["metadata"]["name"] = db
