@@ -170,7 +170,9 @@ def test_label_shards_reconcile_only_their_own_objects(
         assert finalizers("fr", "beta") == ["lockstep.dev/finalizer-shard-b"]
         assert finalizers("dbm", "ledger-b") == ["lockstep.dev/finalizer-shard-b"]
         gamma = k.get("fr", "gamma")
-        assert "status" not in gamma and not gamma["metadata"].get("finalizers")
+        # untouched: the API server's default status only (kstatus reads it as InProgress)
+        assert gamma.get("status") == {"observedGeneration": 0}
+        assert not gamma["metadata"].get("finalizers")
 
         owners = owner_of_writes(
             instances.writes(audit), k.namespace, ["alpha", "beta", "gamma", "ledger-a", "ledger-b"]

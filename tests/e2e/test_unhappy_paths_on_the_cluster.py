@@ -302,6 +302,7 @@ def test_names_of_63_characters_work_everywhere(
     operator: OperatorProcess,
     pod_executor: object,
     prometheus: PrometheusServer,
+    traffic: TrafficClient,
     database_url: str,
 ) -> None:
     from tests.env.executor import make_backup_volume
@@ -353,6 +354,7 @@ def test_names_of_63_characters_work_everywhere(
         return body
 
     k.apply(named("v1"))
+    traffic.set_app(k.namespace, "web", service="web", rps=50)  # what the analysis measures
     k("wait", "--for=condition=Ready", f"fr/{name}", "--timeout=120s")
     k.apply(named("v2"))
     k.wait_for(
