@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from lockstep.commands import mask
-from lockstep.migrations.source import NEW_NAME_RULE
 from lockstep.redact import remember
 
 if TYPE_CHECKING:  # imported where used: `lockstep lint` loads only the lint
@@ -52,11 +51,8 @@ class CommandFailed(Exception):
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    _register_lint(subparsers)
-    _register_new(subparsers)
-    _register_plan(subparsers)
-    _register_apply(subparsers)
-    _register_rollback(subparsers)
+    for add in SUBCOMMANDS.values():
+        add(subparsers)
 
 
 def _register_lint(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -97,6 +93,8 @@ def _register_lint(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _register_new(subparsers: argparse._SubParsersAction[Any]) -> None:
+    from lockstep.migrations.source import NEW_NAME_RULE
+
     parser = subparsers.add_parser(
         "new",
         help="scaffold a new migration",
@@ -170,6 +168,15 @@ def _register_rollback(subparsers: argparse._SubParsersAction[Any]) -> None:
     _add_lint_options(parser)
     _add_policy_options(parser)
     parser.set_defaults(handler=_guarded("rollback", run_rollback))
+
+
+SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction[Any]], None]] = {
+    "lint": _register_lint,
+    "new": _register_new,
+    "plan": _register_plan,
+    "apply": _register_apply,
+    "rollback": _register_rollback,
+}
 
 
 def _add_database_options(parser: argparse.ArgumentParser) -> None:
@@ -570,19 +577,21 @@ def _lint_inputs(path: Path, *, include_down: bool) -> list[tuple[str, str, bool
     In a directory the down migrations are left out unless asked for: they undo on purpose
     (DROP TABLE reverting CREATE TABLE), and apply does not block on their findings either.
     """
-    from lockstep.migrations.source import from_directory
+    # Read first, look later: one system call for a file, not three (a lint is often handed
+    # hundreds).
+    try:
+        text = path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        from lockstep.migrations.source import from_directory
 
-    if path.is_dir():
         inputs: list[tuple[str, str, bool]] = []
         for migration in from_directory(path):
             inputs.append((migration.up, migration.origin, False))
             if include_down and migration.down is not None:
                 inputs.append((migration.down, migration.down_origin, True))
         return inputs
-    if not path.exists():
-        raise UsageError(f"{path}: no such file or directory")
-    try:
-        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file or directory") from None
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not UTF-8 text") from None
     except OSError as exc:
