@@ -14,7 +14,6 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
@@ -318,14 +317,18 @@ def run_new(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@dataclass(frozen=True)
 class _Inputs:
     """What every database command starts from: the migrations, linted, and where to go."""
 
-    source: list[Migration]
-    policy: MigrationPolicy
-    linted: LintedSource
-    url: str
+    __slots__ = ("linted", "policy", "source", "url")
+
+    def __init__(
+        self, source: list[Migration], policy: MigrationPolicy, linted: LintedSource, url: str
+    ) -> None:
+        self.source = source
+        self.policy = policy
+        self.linted = linted
+        self.url = url
 
     def plan(self, target: str | None, allow_contract: bool) -> Plan:
         from lockstep.migrations import engine
@@ -499,16 +502,14 @@ def _live_lint_config(
 ) -> tuple[LintConfig, FileState]:
     """The configuration with the live database's version and table sizes, and the facts its
     catalog proves (read in one read-only transaction)."""
-    import dataclasses
-
     from lockstep.postgres import connect
     from lockstep.schema.live import read_live
 
     with connect(url, application_name="lockstep:lint") as conn:
         facts = read_live(conn)
     version = facts.version if args.pg_version is None else config.pg_version
-    live = dataclasses.replace(
-        config, pg_version=version, live=facts.tables(), blocking_budget=args.blocking_budget
+    live = config.replace(
+        pg_version=version, live=facts.tables(), blocking_budget=args.blocking_budget
     )
     return live, facts.file_state()
 

@@ -12,7 +12,6 @@ ignored: it only ever saves time.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import marshal
 import os
 from pathlib import Path
@@ -119,6 +118,8 @@ def _fingerprint() -> str:
         with contextlib.suppress(OSError):
             stat = Path(spec.origin).stat()
             parts.append(f"pgparse:{stat.st_size}:{stat.st_mtime_ns}")
+    import hashlib  # here: a first run without the cache does without OpenSSL's start
+
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -131,6 +132,8 @@ def cache_directory() -> Path:
 
 
 def _key(text: str) -> bytes:
+    import hashlib
+
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 
-class Record:
+class Record:  # noqa: PLW1641  (no hash: a Record may change; FrozenRecord has one)
     """Equality and repr from the fields in `__slots__`; not hashable (it may change)."""
 
     __slots__: ClassVar[tuple[str, ...]] = ()
@@ -31,8 +31,6 @@ class Record:
     def __repr__(self) -> str:
         values = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
         return f"{type(self).__name__}({values})"
-
-    # defining __eq__ leaves the class without a hash, as for a dataclass that may change
 
 
 class FrozenRecord(Record):
