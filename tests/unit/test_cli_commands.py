@@ -83,3 +83,42 @@ def test_lint_loads_neither_the_other_commands_nor_asyncio(tmp_path: Path) -> No
         [sys.executable, "-c", script], capture_output=True, text=True, check=False, cwd=REPO
     )
     assert result.stdout.splitlines()[-1] == "[]"
+
+
+CORPUS = REPO / "tests" / "data" / "concourse" / "migrations"
+
+
+def test_the_executable_prints_and_exits_as_main_returns() -> None:
+    def run(code: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", code, "lint", "--no-cache", *map(str, sorted(CORPUS.glob("*")))],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=REPO,
+        )
+
+    returned = run("import sys\nfrom lockstep.cli import main\nsys.exit(main())")
+    fast = run("from lockstep.cli import entry\nentry()")
+    assert returned.returncode == fast.returncode == 1
+    assert len(fast.stdout) > 100_000  # all of it, flushed before the process ends
+    assert fast.stdout == returned.stdout
+    assert fast.stderr == returned.stderr
+
+
+def test_the_executable_runs_the_exit_handlers(tmp_path: Path) -> None:
+    migration = tmp_path / "001_add.up.sql"
+    migration.write_text("ALTER TABLE public.t ADD COLUMN c integer;\n")
+    mark = tmp_path / "ran"
+    script = (
+        "import atexit, sys\n"
+        f"atexit.register(lambda: open({str(mark)!r}, 'w').write('ran'))\n"
+        f"sys.argv = ['lockstep', 'lint', '--no-cache', {str(migration)!r}]\n"
+        "from lockstep.cli import entry\n"
+        "entry()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, cwd=REPO
+    )
+    assert result.returncode == 0
+    assert mark.read_text() == "ran"
