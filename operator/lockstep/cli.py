@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help (0) and on usage errors (2)
         return _exit_code(exc.code)
-    _configure_logging(args.verbose)
+    if not getattr(args, "configures_logging", False):
+        configure_logging(args.verbose)
     handler: Handler = args.handler
     try:
         return handler(args)
@@ -140,7 +141,9 @@ def _exit_code(code: Any) -> int:
     return EXIT_USAGE
 
 
-def _configure_logging(verbosity: int) -> None:
+def configure_logging(verbosity: int) -> None:
+    """Log records to stderr, redacted. Before every command's handler, except those that
+    say `configures_logging` (and call this where they may log)."""
     import logging
 
     from lockstep.redact import RedactingFilter

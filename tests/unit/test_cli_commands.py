@@ -9,7 +9,9 @@ import sys
 from importlib import import_module
 from pathlib import Path
 
-from lockstep.cli import COMMANDS, MODULES, build_parser, named_command
+import pytest
+
+from lockstep.cli import COMMANDS, MODULES, build_parser, configure_logging, named_command
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,7 +70,7 @@ def test_an_unknown_command_is_refused_with_the_list_of_commands() -> None:
     assert "'lint'" in result.stderr and "'run'" in result.stderr
 
 
-def test_lint_loads_neither_the_other_commands_nor_asyncio(tmp_path: Path) -> None:
+def test_lint_loads_neither_the_other_commands_nor_asyncio_nor_logging(tmp_path: Path) -> None:
     migration = tmp_path / "001_add.up.sql"
     migration.write_text("ALTER TABLE public.t ADD COLUMN c integer;\n")
     script = (
@@ -76,7 +78,7 @@ def test_lint_loads_neither_the_other_commands_nor_asyncio(tmp_path: Path) -> No
         "from lockstep.cli import main\n"
         f"main(['lint', '--no-cache', {str(migration)!r}])\n"
         "print(sorted(m for m in ('asyncio', 'lockstep.commands.operator', "
-        "'lockstep.commands.schema', 'lockstep.migrations.source', 'pydantic') "
+        "'lockstep.commands.schema', 'lockstep.migrations.source', 'pydantic', 'logging') "
         "if m in sys.modules))\n"
     )
     result = subprocess.run(
@@ -122,3 +124,24 @@ def test_the_executable_runs_the_exit_handlers(tmp_path: Path) -> None:
     )
     assert result.returncode == 0
     assert mark.read_text() == "ran"
+
+
+def test_the_command_line_log_hides_a_connection_password(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging(0)
+        try:
+            raise RuntimeError("cannot reach postgresql://app:s3cret@db/app")
+        except RuntimeError:
+            logging.getLogger("lockstep.test").exception("connect to postgresql://u:hunter22@h/d")
+    finally:
+        root.handlers, root.level = saved[0], saved[1]
+    logged = capsys.readouterr().err
+    assert "ERROR lockstep.test: connect to postgresql://u:***@h/d" in logged
+    assert "app:***@db" in logged
+    assert "hunter22" not in logged and "s3cret" not in logged

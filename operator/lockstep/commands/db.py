@@ -88,7 +88,8 @@ def _register_lint(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="with a database: a finding whose estimated time under its lock is below this "
         "is a warning, not an error (default: 1)",
     )
-    parser.set_defaults(handler=_guarded("lint", run_lint))
+    # only the live facts' connection may log: a lint of files starts without logging
+    parser.set_defaults(handler=_guarded("lint", run_lint), configures_logging=True)
 
 
 def _register_new(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -263,6 +264,9 @@ def run_lint(args: argparse.Namespace) -> int:
     known = None
     url = optional_database_url(args)
     if url is not None:
+        from lockstep.cli import configure_logging
+
+        configure_logging(args.verbose)
         config, known = _live_lint_config(args, url, config)
     inputs = [
         item for path in args.paths for item in _lint_inputs(path, include_down=args.include_down)
