@@ -1,8 +1,6 @@
 """`python -m lockstep`: the lockstep command line."""
 
-import sys
-
-from lockstep.cli import main
+from lockstep.cli import entry
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -6,9 +6,12 @@ the process has read (registered with `remember`) is replaced wherever it appear
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: `lockstep lint` runs without logging
+    import logging
 
 MASK = "***"
 
@@ -43,12 +46,16 @@ def redact(text: str) -> str:
     return text
 
 
-class RedactingFilter(logging.Filter):
-    """A logging filter that redacts each record's final message (and its exception text)."""
+class RedactingFilter:
+    """A logging filter that redacts each record's final message (and its exception text).
+
+    (A handler takes any object with a `filter` method.)"""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if record.exc_info:
+            import logging
+
             formatted = logging.Formatter().formatException(record.exc_info)
             message = f"{message}\n{formatted}"
             record.exc_info = None
@@ -60,6 +67,8 @@ class RedactingFilter(logging.Filter):
 
 def install_log_redaction(logger: logging.Logger | None = None) -> None:
     """Attach the filter to every handler of `logger` (the root logger by default)."""
+    import logging
+
     target = logger or logging.getLogger()
     for handler in target.handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):

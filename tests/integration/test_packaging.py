@@ -53,7 +53,7 @@ def test_the_wheel_holds_the_operator_and_both_commands(tmp_path: Path) -> None:
     ):
         assert f"lockstep/{module}" in names
     assert not any(n.startswith("tests/") for n in names)
-    assert "lockstep = lockstep.cli:main" in scripts
+    assert "lockstep = lockstep.cli:entry" in scripts
     assert "kubectl-lockstep = lockstep.plugin:main" in scripts
 
 

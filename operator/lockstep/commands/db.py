@@ -14,12 +14,10 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from lockstep.commands import mask
-from lockstep.migrations.source import NEW_NAME_RULE
 from lockstep.redact import remember
 
 if TYPE_CHECKING:  # imported where used: `lockstep lint` loads only the lint
@@ -52,11 +50,8 @@ class CommandFailed(Exception):
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    _register_lint(subparsers)
-    _register_new(subparsers)
-    _register_plan(subparsers)
-    _register_apply(subparsers)
-    _register_rollback(subparsers)
+    for add in SUBCOMMANDS.values():
+        add(subparsers)
 
 
 def _register_lint(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -93,10 +88,13 @@ def _register_lint(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="with a database: a finding whose estimated time under its lock is below this "
         "is a warning, not an error (default: 1)",
     )
-    parser.set_defaults(handler=_guarded("lint", run_lint))
+    # only the live facts' connection may log: a lint of files starts without logging
+    parser.set_defaults(handler=_guarded("lint", run_lint), configures_logging=True)
 
 
 def _register_new(subparsers: argparse._SubParsersAction[Any]) -> None:
+    from lockstep.migrations.source import NEW_NAME_RULE
+
     parser = subparsers.add_parser(
         "new",
         help="scaffold a new migration",
@@ -170,6 +168,15 @@ def _register_rollback(subparsers: argparse._SubParsersAction[Any]) -> None:
     _add_lint_options(parser)
     _add_policy_options(parser)
     parser.set_defaults(handler=_guarded("rollback", run_rollback))
+
+
+SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction[Any]], None]] = {
+    "lint": _register_lint,
+    "new": _register_new,
+    "plan": _register_plan,
+    "apply": _register_apply,
+    "rollback": _register_rollback,
+}
 
 
 def _add_database_options(parser: argparse.ArgumentParser) -> None:
@@ -257,6 +264,9 @@ def run_lint(args: argparse.Namespace) -> int:
     known = None
     url = optional_database_url(args)
     if url is not None:
+        from lockstep.cli import configure_logging
+
+        configure_logging(args.verbose)
         config, known = _live_lint_config(args, url, config)
     inputs = [
         item for path in args.paths for item in _lint_inputs(path, include_down=args.include_down)
@@ -311,14 +321,18 @@ def run_new(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@dataclass(frozen=True)
 class _Inputs:
     """What every database command starts from: the migrations, linted, and where to go."""
 
-    source: list[Migration]
-    policy: MigrationPolicy
-    linted: LintedSource
-    url: str
+    __slots__ = ("linted", "policy", "source", "url")
+
+    def __init__(
+        self, source: list[Migration], policy: MigrationPolicy, linted: LintedSource, url: str
+    ) -> None:
+        self.source = source
+        self.policy = policy
+        self.linted = linted
+        self.url = url
 
     def plan(self, target: str | None, allow_contract: bool) -> Plan:
         from lockstep.migrations import engine
@@ -492,16 +506,14 @@ def _live_lint_config(
 ) -> tuple[LintConfig, FileState]:
     """The configuration with the live database's version and table sizes, and the facts its
     catalog proves (read in one read-only transaction)."""
-    import dataclasses
-
     from lockstep.postgres import connect
     from lockstep.schema.live import read_live
 
     with connect(url, application_name="lockstep:lint") as conn:
         facts = read_live(conn)
     version = facts.version if args.pg_version is None else config.pg_version
-    live = dataclasses.replace(
-        config, pg_version=version, live=facts.tables(), blocking_budget=args.blocking_budget
+    live = config.replace(
+        pg_version=version, live=facts.tables(), blocking_budget=args.blocking_budget
     )
     return live, facts.file_state()
 
@@ -570,19 +582,21 @@ def _lint_inputs(path: Path, *, include_down: bool) -> list[tuple[str, str, bool
     In a directory the down migrations are left out unless asked for: they undo on purpose
     (DROP TABLE reverting CREATE TABLE), and apply does not block on their findings either.
     """
-    from lockstep.migrations.source import from_directory
+    # Read first, look later: one system call for a file, not three (a lint is often handed
+    # hundreds).
+    try:
+        text = path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        from lockstep.migrations.source import from_directory
 
-    if path.is_dir():
         inputs: list[tuple[str, str, bool]] = []
         for migration in from_directory(path):
             inputs.append((migration.up, migration.origin, False))
             if include_down and migration.down is not None:
                 inputs.append((migration.down, migration.down_origin, True))
         return inputs
-    if not path.exists():
-        raise UsageError(f"{path}: no such file or directory")
-    try:
-        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file or directory") from None
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not UTF-8 text") from None
     except OSError as exc:

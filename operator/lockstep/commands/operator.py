@@ -9,7 +9,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +33,11 @@ def _env_list(name: str) -> list[str]:
 
 
 def register(subparsers: Any) -> None:
+    for add in SUBCOMMANDS.values():
+        add(subparsers)
+
+
+def _register_run(subparsers: Any) -> None:
     run = subparsers.add_parser(
         "run",
         help="run the operator",
@@ -115,6 +120,8 @@ def register(subparsers: Any) -> None:
     run.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
     run.set_defaults(handler=run_operator)
 
+
+def _register_crds(subparsers: Any) -> None:
     crds = subparsers.add_parser(
         "crds",
         help="write the CustomResourceDefinitions generated from the models",
@@ -133,6 +140,9 @@ def register(subparsers: Any) -> None:
         help="write nothing; exit 1 if the files differ from the models",
     )
     crds.set_defaults(handler=write_crds)
+
+
+SUBCOMMANDS: dict[str, Callable[[Any], None]] = {"run": _register_run, "crds": _register_crds}
 
 
 EXIT_USAGE = 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,8 @@ from lockstep.commands.db import (
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    _register_analyze(subparsers)
-    _register_check_compatibility(subparsers)
-    _register_diff(subparsers)
+    for add in SUBCOMMANDS.values():
+        add(subparsers)
 
 
 def _register_analyze(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -133,6 +133,12 @@ def _register_diff(subparsers: argparse._SubParsersAction[Any]) -> None:
     add_dev_url_option(parser)
     parser.set_defaults(handler=_guarded("diff", run_diff))
 
+
+SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction[Any]], None]] = {
+    "analyze": _register_analyze,
+    "check-compatibility": _register_check_compatibility,
+    "diff": _register_diff,
+}
 
 # ---------------------------------------------------------------------------------- analyze
 

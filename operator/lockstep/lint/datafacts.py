@@ -7,13 +7,15 @@ re-lint needs neither the tree nor the parser.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from lockstep.lint.record import FrozenRecord
 
-@dataclass(frozen=True, slots=True)
-class Change:
+
+class Change(FrozenRecord):
     """One INSERT, UPDATE, DELETE or MERGE inside the statement (a CTE may hold several)."""
+
+    __slots__ = ("duplicates", "has_where", "table", "upsert_update", "verb")
 
     verb: str
     table: str | None
@@ -21,12 +23,27 @@ class Change:
     has_where: bool
     duplicates: tuple[tuple[str, int], ...]
     """Columns assigned (or listed) twice, with the offset of the repeat in the statement."""
-    upsert_update: bool = False
+    upsert_update: bool
     """INSERT ... ON CONFLICT DO UPDATE."""
 
+    def __init__(
+        self,
+        verb: str,
+        table: str | None,
+        has_where: bool,
+        duplicates: tuple[tuple[str, int], ...],
+        upsert_update: bool = False,
+    ) -> None:
+        self.verb = verb
+        self.table = table
+        self.has_where = has_where
+        self.duplicates = duplicates
+        self.upsert_update = upsert_update
 
-@dataclass(frozen=True, slots=True)
-class DataFacts:
+
+class DataFacts(FrozenRecord):
+    __slots__ = ("changes", "locking", "reads", "root")
+
     root: str
     """INSERT, UPDATE, DELETE, MERGE or SELECT: the statement's own kind."""
     changes: tuple[Change, ...]
@@ -34,6 +51,18 @@ class DataFacts:
     """Tables a plain query reads (CTE names left out)."""
     locking: bool
     """SELECT ... FOR UPDATE/SHARE."""
+
+    def __init__(
+        self,
+        root: str,
+        changes: tuple[Change, ...],
+        reads: tuple[str, ...],
+        locking: bool,
+    ) -> None:
+        self.root = root
+        self.changes = changes
+        self.reads = reads
+        self.locking = locking
 
     def pack(self) -> tuple[object, ...]:
         """As nested tuples of plain values (for the statement cache)."""

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from dataclasses import dataclass, field
 
+from lockstep.lint.record import Record
 from lockstep.lint.rules import resolve_rule_ids
 from lockstep.lint.split import Comment, RawStatement
 
@@ -25,9 +25,10 @@ _PHASE = re.compile(r"^\s*lockstep:phase\s*=\s*(?P<phase>expand|contract)\b", re
 _RULE_SEPARATORS = re.compile(r"[\s,]+")
 
 
-@dataclass
-class Ignore:
+class Ignore(Record):
     """One ignore comment; `rules` is None when it covers every rule."""
+
+    __slots__ = ("file_level", "offset", "rules", "statement", "unknown", "used")
 
     offset: int
     rules: frozenset[str] | None
@@ -35,19 +36,51 @@ class Ignore:
     file_level: bool
     statement: int | None
     """Index of the statement it covers (None: file-level, or no statement follows)."""
-    used: set[str] = field(default_factory=set)
+    used: set[str]
+
+    def __init__(
+        self,
+        offset: int,
+        rules: frozenset[str] | None,
+        unknown: tuple[str, ...],
+        file_level: bool,
+        statement: int | None,
+        used: set[str] | None = None,
+    ) -> None:
+        self.offset = offset
+        self.rules = rules
+        self.unknown = unknown
+        self.file_level = file_level
+        self.statement = statement
+        self.used = set() if used is None else used
 
     def covers(self, rule: str) -> bool:
         return self.rules is None or rule in self.rules
 
 
-@dataclass
-class Directives:
+class Directives(Record):
+    __slots__ = ("by_statement", "file_level", "ignores", "phase", "phase_offset")
+
     ignores: list[Ignore]
     phase: str | None
     phase_offset: int
-    file_level: list[Ignore] = field(default_factory=list)
-    by_statement: dict[int, list[Ignore]] = field(default_factory=dict)
+    file_level: list[Ignore]
+    by_statement: dict[int, list[Ignore]]
+
+    def __init__(
+        self,
+        ignores: list[Ignore],
+        phase: str | None,
+        phase_offset: int,
+        file_level: list[Ignore] | None = None,
+        by_statement: dict[int, list[Ignore]] | None = None,
+    ) -> None:
+        self.ignores = ignores
+        self.phase = phase
+        self.phase_offset = phase_offset
+        self.file_level = [] if file_level is None else file_level
+        self.by_statement = {} if by_statement is None else by_statement
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         for ignore in self.ignores:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 
 from lockstep.lint import lexer, reading
@@ -20,6 +19,7 @@ from lockstep.lint.model import (
     is_session_setting,
 )
 from lockstep.lint.reading import StatementRead, SyntaxProblem
+from lockstep.lint.record import Record
 from lockstep.lint.rules import COMPATIBILITY_RULES, RULES, Severity
 from lockstep.lint.split import LineIndex, RawStatement, split_statements
 from lockstep.lint.tokens import QUOTED, WORD, TokenView
@@ -69,12 +69,25 @@ def clear_caches() -> None:
     read_statement.cache_clear()
 
 
-@dataclass
-class _Analysed:
+class _Analysed(Record):
+    __slots__ = ("in_explicit_block", "outcome", "raw", "transaction")
+
     raw: RawStatement
     outcome: Outcome
     transaction: int
     in_explicit_block: bool
+
+    def __init__(
+        self,
+        raw: RawStatement,
+        outcome: Outcome,
+        transaction: int,
+        in_explicit_block: bool,
+    ) -> None:
+        self.raw = raw
+        self.outcome = outcome
+        self.transaction = transaction
+        self.in_explicit_block = in_explicit_block
 
 
 DEFAULT_CONFIG = LintConfig()

@@ -7,9 +7,8 @@ docs/lint-rules.md for the rule list).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from lockstep.lint.model import LOCK_STRENGTH
+from lockstep.lint.record import FrozenRecord
 from lockstep.lint.tokens import NUMBER, QUOTED, WORD, TokenView
 
 Version = tuple[int, int]
@@ -110,14 +109,27 @@ _LENGTH_TYPES = frozenset({"varchar", "varbit"})
 _TYPE_TAIL_WORDS = frozenset({"WITH", "WITHOUT", "TIME", "ZONE", "VARYING", "PRECISION"})
 
 
-@dataclass(frozen=True, slots=True)
-class PgType:
+class PgType(FrozenRecord):
     """A column type: canonical name, integer modifiers (None when none), array or not."""
+
+    __slots__ = ("array", "name", "params", "text")
 
     name: str
     params: tuple[int, ...] | None
     array: bool
     text: str
+
+    def __init__(
+        self,
+        name: str,
+        params: tuple[int, ...] | None,
+        array: bool,
+        text: str,
+    ) -> None:
+        self.name = name
+        self.params = params
+        self.array = array
+        self.text = text
 
 
 def parse_type(view: TokenView, start: int, end: int) -> PgType | None:
@@ -411,19 +423,34 @@ NON_VOLATILE_FUNCTIONS = frozenset(
 """Common IMMUTABLE or STABLE functions (evaluated once: ADD COLUMN stores the value)."""
 
 
-@dataclass(frozen=True, slots=True)
-class DefaultValue:
+class DefaultValue(FrozenRecord):
     """A DEFAULT expression and what is known about its volatility.
 
     `volatile` lists calls of known volatile functions; `unknown` lists calls of functions
     not known to be non-volatile, which are treated as volatile (a rewrite) to be safe.
     """
 
+    __slots__ = ("is_null", "offset", "text", "unknown", "volatile")
+
     text: str
     offset: int
     is_null: bool
     volatile: tuple[str, ...]
     unknown: tuple[str, ...]
+
+    def __init__(
+        self,
+        text: str,
+        offset: int,
+        is_null: bool,
+        volatile: tuple[str, ...],
+        unknown: tuple[str, ...],
+    ) -> None:
+        self.text = text
+        self.offset = offset
+        self.is_null = is_null
+        self.volatile = volatile
+        self.unknown = unknown
 
     def rewrites_table(self, version: Version) -> bool:
         """Whether ADD COLUMN with this default rewrites the table on `version`."""

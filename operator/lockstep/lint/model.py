@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
+from lockstep.lint.record import FrozenRecord, Record
 from lockstep.lint.rules import Severity, resolve_rule_ids
 
 Phase = Literal["expand", "contract"]
@@ -52,9 +52,10 @@ def _as_frozenset(value: Iterable[str]) -> frozenset[str]:
     return frozenset(value)
 
 
-@dataclass(frozen=True, slots=True)
-class LiveTable:
+class LiveTable(FrozenRecord):
     """One table of the live database, as the lint sees it."""
+
+    __slots__ = ("bytes", "name", "qualified", "rows")
 
     name: str
     """Unqualified, as PostgreSQL stores it."""
@@ -63,64 +64,106 @@ class LiveTable:
     bytes: int
     """Size of the table itself (what a rewrite or a scan reads)."""
 
+    def __init__(self, name: str, qualified: str, rows: float, bytes: int) -> None:
+        self.name = name
+        self.qualified = qualified
+        self.rows = rows
+        self.bytes = bytes
 
-@dataclass(frozen=True)
+
 class LiveTables:
     """Sizes read from the live database: the lint scales a blocking finding by them."""
 
-    tables: tuple[LiveTable, ...] = ()
-    by_name: dict[str, LiveTable] = field(default_factory=dict, compare=False, repr=False)
+    __slots__ = ("by_name", "tables")
 
-    def __post_init__(self) -> None:
-        for table in self.tables:
+    tables: tuple[LiveTable, ...]
+    by_name: dict[str, LiveTable]
+
+    def __init__(self, tables: tuple[LiveTable, ...] = ()) -> None:
+        self.tables = tables
+        self.by_name = {}
+        for table in tables:
             self.by_name.setdefault(table.name, table)
             self.by_name[table.qualified] = table
 
     def find(self, name: str) -> LiveTable | None:
         return self.by_name.get(name) or self.by_name.get(name.rsplit(".", 1)[-1])
 
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, LiveTables)
+        return self.tables == other.tables
+
     def __hash__(self) -> int:
         return hash(self.tables)
 
+    def __repr__(self) -> str:
+        return f"LiveTables(tables={self.tables!r})"
 
-@dataclass(frozen=True)
+
+_CONFIG_FIELDS = (
+    "pg_version",
+    "errors",
+    "warnings",
+    "ignore",
+    "runner_sets_timeouts",
+    "runner_manages_transactions",
+    "runner_orders_contract",
+    "live",
+    "blocking_budget",
+)
+
+
 class LintConfig:
     """How to lint: the server version, per-rule severity changes and what the runner does.
 
     `errors`, `warnings` and `ignore` take rule ids (squawk's aliases
     `require-timeout-settings` and `prefer-timestamp-tz` are accepted). When an id is in more
-    than one set, `ignore` wins over `errors`, and `errors` over `warnings`.
+    than one set, `ignore` wins over `errors`, and `errors` over `warnings`. Not changed once
+    made (`replace` gives a changed copy); equal and hashed by its fields.
     """
 
-    pg_version: tuple[int, int] = (15, 0)
-    errors: frozenset[str] = frozenset()
-    warnings: frozenset[str] = frozenset()
-    ignore: frozenset[str] = frozenset()
-    runner_sets_timeouts: bool = True
-    runner_manages_transactions: bool = True
-    runner_orders_contract: bool = True
+    pg_version: tuple[int, int]
+    errors: frozenset[str]
+    warnings: frozenset[str]
+    ignore: frozenset[str]
+    runner_sets_timeouts: bool
+    runner_manages_transactions: bool
+    runner_orders_contract: bool
     """lockstep runs contract migrations only after the old application version is gone, so
     findings about breaking the running version are warnings in a contract migration."""
-    live: LiveTables | None = None
+    live: LiveTables | None
     """Table sizes from the live database: a finding whose cost grows with the table is an
     error only when the estimated time under its lock exceeds `blocking_budget`."""
-    blocking_budget: float = 1.0
+    blocking_budget: float
     """Seconds a statement may block a table (with live sizes) before it is an error."""
 
-    def __post_init__(self) -> None:
-        version = tuple(self.pg_version)
+    def __init__(
+        self,
+        pg_version: tuple[int, int] = (15, 0),
+        errors: Iterable[str] = frozenset(),
+        warnings: Iterable[str] = frozenset(),
+        ignore: Iterable[str] = frozenset(),
+        runner_sets_timeouts: bool = True,
+        runner_manages_transactions: bool = True,
+        runner_orders_contract: bool = True,
+        live: LiveTables | None = None,
+        blocking_budget: float = 1.0,
+    ) -> None:
+        version = tuple(pg_version)
         if len(version) != 2 or not all(
             isinstance(part, int) and not isinstance(part, bool) and part >= 0 for part in version
         ):
             raise ValueError(
-                f"pg_version must be (major, minor) with non-negative integers, "
-                f"got {self.pg_version!r}"
+                f"pg_version must be (major, minor) with non-negative integers, got {pg_version!r}"
             )
-        object.__setattr__(self, "pg_version", (version[0], version[1]))
+        self.pg_version = (version[0], version[1])
+        self.errors = _as_frozenset(errors)
+        self.warnings = _as_frozenset(warnings)
+        self.ignore = _as_frozenset(ignore)
         unknown: list[str] = []
-        for name in ("errors", "warnings", "ignore"):
-            ids = _as_frozenset(getattr(self, name))
-            object.__setattr__(self, name, ids)
+        for ids in (self.errors, self.warnings, self.ignore):
             unknown.extend(resolve_rule_ids(ids)[1])
         if unknown:
             raise ValueError(
@@ -128,6 +171,32 @@ class LintConfig:
                 + ", ".join(sorted(set(unknown)))
                 + " (see docs/lint-rules.md for the rule ids)"
             )
+        self.runner_sets_timeouts = runner_sets_timeouts
+        self.runner_manages_transactions = runner_manages_transactions
+        self.runner_orders_contract = runner_orders_contract
+        self.live = live
+        self.blocking_budget = blocking_budget
+
+    def _fields(self) -> tuple[object, ...]:
+        return tuple([getattr(self, name) for name in _CONFIG_FIELDS])
+
+    def replace(self, **changes: Any) -> LintConfig:
+        """A copy with `changes` (field name -> value), checked as a new one is."""
+        values: dict[str, Any] = {name: getattr(self, name) for name in _CONFIG_FIELDS}
+        return LintConfig(**(values | changes))
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, LintConfig)
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{name}={getattr(self, name)!r}" for name in _CONFIG_FIELDS)
+        return f"LintConfig({values})"
 
     @cached_property
     def severity_overrides(self) -> dict[str, Severity | None]:
@@ -142,13 +211,14 @@ class LintConfig:
         return overrides
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(FrozenRecord):
     """One problem in a migration.
 
     `statement_index` is -1 for a finding about the file rather than one statement (an unused
     file-level ignore, an unsafe phase override).
     """
+
+    __slots__ = ("column", "help", "line", "message", "path", "rule", "severity", "statement_index")
 
     rule: str
     severity: Severity
@@ -157,11 +227,30 @@ class Finding:
     line: int
     column: int
     statement_index: int
-    path: str | None = None
+    path: str | None
+
+    def __init__(
+        self,
+        rule: str,
+        severity: Severity,
+        message: str,
+        help: str,
+        line: int,
+        column: int,
+        statement_index: int,
+        path: str | None = None,
+    ) -> None:
+        self.rule = rule
+        self.severity = severity
+        self.message = message
+        self.help = help
+        self.line = line
+        self.column = column
+        self.statement_index = statement_index
+        self.path = path
 
 
-@dataclass(frozen=True, slots=True)
-class StatementInfo:
+class StatementInfo(FrozenRecord):
     """What one statement does, for the runner and the plan.
 
     `lock` is the strongest lock the statement takes on a table that existed before it
@@ -169,6 +258,21 @@ class StatementInfo:
     statements that cannot run inside a transaction block. `if_not_exists` is True when the
     statement carries IF [NOT] EXISTS, so running it again after a partial failure is safe.
     """
+
+    __slots__ = (
+        "classes",
+        "column",
+        "concurrent_index",
+        "if_not_exists",
+        "index",
+        "kind",
+        "line",
+        "lock",
+        "rewrites",
+        "tables",
+        "text",
+        "transactional",
+    )
 
     index: int
     text: str
@@ -183,14 +287,53 @@ class StatementInfo:
     concurrent_index: str | None
     if_not_exists: bool
 
+    def __init__(
+        self,
+        index: int,
+        text: str,
+        line: int,
+        column: int,
+        kind: str,
+        lock: str,
+        transactional: bool,
+        classes: frozenset[str],
+        rewrites: bool,
+        tables: tuple[str, ...],
+        concurrent_index: str | None,
+        if_not_exists: bool,
+    ) -> None:
+        self.index = index
+        self.text = text
+        self.line = line
+        self.column = column
+        self.kind = kind
+        self.lock = lock
+        self.transactional = transactional
+        self.classes = classes
+        self.rewrites = rewrites
+        self.tables = tables
+        self.concurrent_index = concurrent_index
+        self.if_not_exists = if_not_exists
 
-@dataclass
-class LintResult:
+
+class LintResult(Record):
     """The findings and statement facts of one migration file."""
 
-    findings: list[Finding] = field(default_factory=list)
-    statements: list[StatementInfo] = field(default_factory=list)
-    phase: Phase = "expand"
+    __slots__ = ("findings", "phase", "statements")
+
+    findings: list[Finding]
+    statements: list[StatementInfo]
+    phase: Phase
+
+    def __init__(
+        self,
+        findings: list[Finding] | None = None,
+        statements: list[StatementInfo] | None = None,
+        phase: Phase = "expand",
+    ) -> None:
+        self.findings = [] if findings is None else findings
+        self.statements = [] if statements is None else statements
+        self.phase = phase
 
     @property
     def errors(self) -> int:

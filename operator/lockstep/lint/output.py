@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import Any
 
 from lockstep.lint.model import Finding, LintResult, StatementInfo
@@ -37,14 +36,33 @@ def format_text(result: LintResult, path: str | None = None) -> str:
 
 
 def _finding_json(finding: Finding) -> dict[str, Any]:
-    return asdict(finding)
+    return {
+        "rule": finding.rule,
+        "severity": finding.severity,
+        "message": finding.message,
+        "help": finding.help,
+        "line": finding.line,
+        "column": finding.column,
+        "statement_index": finding.statement_index,
+        "path": finding.path,
+    }
 
 
 def _statement_json(statement: StatementInfo) -> dict[str, Any]:
-    data = asdict(statement)
-    data["classes"] = sorted(statement.classes)
-    data["tables"] = list(statement.tables)
-    return data
+    return {
+        "index": statement.index,
+        "text": statement.text,
+        "line": statement.line,
+        "column": statement.column,
+        "kind": statement.kind,
+        "lock": statement.lock,
+        "transactional": statement.transactional,
+        "classes": sorted(statement.classes),
+        "rewrites": statement.rewrites,
+        "tables": list(statement.tables),
+        "concurrent_index": statement.concurrent_index,
+        "if_not_exists": statement.if_not_exists,
+    }
 
 
 def format_json(results: Sequence[tuple[str | None, LintResult]]) -> str:

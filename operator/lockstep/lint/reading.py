@@ -12,41 +12,64 @@ ignored: it only ever saves time.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import marshal
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lockstep import __version__
 from lockstep.lint.datafacts import DataFacts
+from lockstep.lint.record import FrozenRecord
 from lockstep.lint.tokens import TokenList
 
 MAX_ENTRIES = 200_000
 
 
-@dataclass(frozen=True, slots=True)
-class SyntaxProblem:
+class SyntaxProblem(FrozenRecord):
     """Why PostgreSQL's parser rejected a statement, and where (an offset in the statement)."""
 
+    __slots__ = ("message", "offset")
+
     message: str
-    offset: int = 0
+    offset: int
+
+    def __init__(
+        self,
+        message: str,
+        offset: int = 0,
+    ) -> None:
+        self.message = message
+        self.offset = offset
 
 
-@dataclass(frozen=True, slots=True)
-class StatementRead:
+class StatementRead(FrozenRecord):
     """What tokenizing, classifying and parsing one statement's text gave.
 
     `problem` is set when PostgreSQL's parser rejected it. `data` holds what the data checks
     need of a SELECT/INSERT/UPDATE/DELETE/MERGE's parse tree.
     """
 
+    __slots__ = ("data", "kind", "problem", "start", "tokens")
+
     tokens: TokenList
     kind: str
     start: int
     problem: SyntaxProblem | None
     data: DataFacts | None
+
+    def __init__(
+        self,
+        tokens: TokenList,
+        kind: str,
+        start: int,
+        problem: SyntaxProblem | None,
+        data: DataFacts | None,
+    ) -> None:
+        self.tokens = tokens
+        self.kind = kind
+        self.start = start
+        self.problem = problem
+        self.data = data
 
 
 def pack(read: StatementRead) -> tuple[Any, ...]:
@@ -95,6 +118,8 @@ def _fingerprint() -> str:
         with contextlib.suppress(OSError):
             stat = Path(spec.origin).stat()
             parts.append(f"pgparse:{stat.st_size}:{stat.st_mtime_ns}")
+    import hashlib  # here: a first run without the cache does without OpenSSL's start
+
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -107,6 +132,8 @@ def cache_directory() -> Path:
 
 
 def _key(text: str) -> bytes:
+    import hashlib
+
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 

@@ -6,21 +6,37 @@ configuration carry over. The catalog is also the source of `docs/lint-rules.md`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
+
+from lockstep.lint.record import FrozenRecord
 
 Severity = Literal["error", "warning", "info"]
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
+class Rule(FrozenRecord):
     """One lint rule."""
+
+    __slots__ = ("default_severity", "help", "id", "source", "summary")
 
     id: str
     default_severity: Severity
     summary: str
     help: str
     source: str
+
+    def __init__(
+        self,
+        id: str,
+        default_severity: Severity,
+        summary: str,
+        help: str,
+        source: str,
+    ) -> None:
+        self.id = id
+        self.default_severity = default_severity
+        self.summary = summary
+        self.help = help
+        self.source = source
 
 
 # Rules whose only danger is breaking the application version that is running now. In a

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from dataclasses import dataclass
 from itertools import accumulate
+
+from lockstep.lint.record import FrozenRecord
 
 # The characters that can start a comment, a quoted token or a statement end. E'...' strings
 # and dollar quotes are told apart after a match (a plain character class scans fastest).
@@ -27,33 +28,66 @@ _ATOMIC_AFTER_BEGIN = re.compile(r"\s+atomic(?![\w$])", re.IGNORECASE)
 _NON_SPACE = re.compile(r"[^\s\ufeff]")  # a byte-order mark is not part of a statement
 
 
-@dataclass(frozen=True, slots=True)
-class Comment:
+class Comment(FrozenRecord):
     """A comment: its offsets in the file and its text without the comment markers."""
+
+    __slots__ = ("body", "end", "start")
 
     start: int
     end: int
     body: str
 
+    def __init__(
+        self,
+        start: int,
+        end: int,
+        body: str,
+    ) -> None:
+        self.start = start
+        self.end = end
+        self.body = body
 
-@dataclass(frozen=True, slots=True)
-class RawStatement:
+
+class RawStatement(FrozenRecord):
     """One statement as it appears in the file (without its `;`).
 
     `problem` is set when the statement runs into the end of the file inside a string,
     quoted identifier, dollar-quoted body or comment: (offset where it opened, description).
     """
 
+    __slots__ = ("index", "problem", "start", "text")
+
     index: int
     start: int
     text: str
     problem: tuple[int, str] | None
 
+    def __init__(
+        self,
+        index: int,
+        start: int,
+        text: str,
+        problem: tuple[int, str] | None,
+    ) -> None:
+        self.index = index
+        self.start = start
+        self.text = text
+        self.problem = problem
 
-@dataclass(frozen=True, slots=True)
-class SplitFile:
+
+class SplitFile(FrozenRecord):
+    __slots__ = ("comments", "statements")
+
     statements: list[RawStatement]
     comments: list[Comment]
+
+    def __init__(
+        self,
+        statements: list[RawStatement],
+        comments: list[Comment],
+    ) -> None:
+        self.statements = statements
+        self.comments = comments
 
 
 class LineIndex:

@@ -9,7 +9,7 @@ when a reviewer lets a statement the parser rejects through.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from lockstep.lint.record import FrozenRecord
 
 WORD = 0
 QUOTED = 1
@@ -21,8 +21,7 @@ OPEN = frozenset({"(", "["})
 CLOSE = frozenset({")", "]"})
 
 
-@dataclass(frozen=True, slots=True)
-class TokenList:
+class TokenList(FrozenRecord):
     """A statement's tokens as flat tuples of plain values, offsets relative to the statement.
 
     `words[i]` is the upper-cased text of a keyword or unquoted name, the symbol itself for
@@ -32,6 +31,8 @@ class TokenList:
     is the bracket depth before token i. Plain values keep cached statements cheap for the
     garbage collector.
     """
+
+    __slots__ = ("closers", "depth", "ends", "kinds", "longest", "starts", "texts", "words")
 
     words: tuple[str, ...]
     texts: tuple[str, ...]
@@ -43,6 +44,26 @@ class TokenList:
     """Index of an opening bracket -> index of the bracket that closes it."""
     longest: int
     """Length of the longest token text."""
+
+    def __init__(
+        self,
+        words: tuple[str, ...],
+        texts: tuple[str, ...],
+        kinds: tuple[int, ...],
+        starts: tuple[int, ...],
+        ends: tuple[int, ...],
+        depth: tuple[int, ...],
+        closers: dict[int, int],
+        longest: int,
+    ) -> None:
+        self.words = words
+        self.texts = texts
+        self.kinds = kinds
+        self.starts = starts
+        self.ends = ends
+        self.depth = depth
+        self.closers = closers
+        self.longest = longest
 
 
 class TokenView:

@@ -7,7 +7,6 @@ The target is read (one read-only transaction for the catalog, one query for ses
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -66,7 +65,7 @@ def analyze(
     with connect(url, application_name="lockstep:analyze") as conn:
         facts = read_live(conn, long_seconds)
     applied = applied_versions(url)
-    live_config = dataclasses.replace(config, pg_version=facts.version, live=facts.tables())
+    live_config = config.replace(pg_version=facts.version, live=facts.tables())
     ordered = sorted(source, key=lambda m: m.version)
     pending = [m for m in ordered if m.version not in set(applied)]
     results = lint_set([(m.up, m.origin or None) for m in pending], live_config, facts.file_state())

@@ -7,7 +7,6 @@ lock beyond catalog reads is taken.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -190,8 +189,8 @@ def lint_live(
     changes: dict[str, Any] = {"pg_version": facts.version, "live": facts.tables()}
     if blocking_budget is not None:
         changes["blocking_budget"] = blocking_budget
-    live_config = dataclasses.replace(config, **changes)
-    static = dataclasses.replace(config, pg_version=facts.version)
+    live_config = config.replace(**changes)
+    static = config.replace(pg_version=facts.version)
     up = dict(zip((m.version for m in done), lint_set(_files(done), static), strict=True))
     up |= zip(
         (m.version for m in pending),

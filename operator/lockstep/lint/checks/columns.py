@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from lockstep.lint.checks.base import Context
 from lockstep.lint.facts import (
     INT_TYPES,
@@ -14,6 +12,7 @@ from lockstep.lint.facts import (
     parse_type,
     read_default,
 )
+from lockstep.lint.record import Record
 from lockstep.lint.tokens import TokenView
 
 _COLUMN_CONSTRAINT_WORDS = frozenset(
@@ -42,29 +41,81 @@ TABLE_CONSTRAINT_WORDS = frozenset(
 )
 
 
-@dataclass
-class ColumnDef:
+class ColumnDef(Record):
     """One column definition; offsets point at the clause that matters."""
+
+    __slots__ = (
+        "checks",
+        "default",
+        "generated",
+        "identity",
+        "name",
+        "not_null",
+        "offset",
+        "primary_key",
+        "references",
+        "type",
+        "type_offset",
+        "unique",
+    )
 
     name: str
     offset: int
     type: PgType | None
     type_offset: int
-    not_null: int | None = None
-    default: DefaultValue | None = None
-    generated: tuple[int, str] | None = None
+    not_null: int | None
+    default: DefaultValue | None
+    generated: tuple[int, str] | None
     """(offset, "stored" | "virtual" | "unspecified") of GENERATED ALWAYS AS (expression)."""
-    identity: int | None = None
-    primary_key: int | None = None
-    unique: int | None = None
-    references: tuple[str, int] | None = None
-    checks: list[tuple[int, bool]] = field(default_factory=list)
+    identity: int | None
+    primary_key: int | None
+    unique: int | None
+    references: tuple[str, int] | None
+    checks: list[tuple[int, bool]]
     """(offset, whether it is CHECK (this column IS NOT NULL))."""
 
+    def __init__(
+        self,
+        name: str,
+        offset: int,
+        type: PgType | None,
+        type_offset: int,
+        not_null: int | None = None,
+        default: DefaultValue | None = None,
+        generated: tuple[int, str] | None = None,
+        identity: int | None = None,
+        primary_key: int | None = None,
+        unique: int | None = None,
+        references: tuple[str, int] | None = None,
+        checks: list[tuple[int, bool]] | None = None,
+    ) -> None:
+        self.name = name
+        self.offset = offset
+        self.type = type
+        self.type_offset = type_offset
+        self.not_null = not_null
+        self.default = default
+        self.generated = generated
+        self.identity = identity
+        self.primary_key = primary_key
+        self.unique = unique
+        self.references = references
+        self.checks = [] if checks is None else checks
 
-@dataclass
-class TableConstraint:
+
+class TableConstraint(Record):
     """One table constraint (ADD CONSTRAINT ..., or an element of CREATE TABLE)."""
+
+    __slots__ = (
+        "columns",
+        "kind",
+        "name",
+        "not_null_column",
+        "not_valid",
+        "offset",
+        "references",
+        "using_index",
+    )
 
     name: str | None
     kind: str
@@ -75,6 +126,26 @@ class TableConstraint:
     columns: set[str]
     not_null_column: str | None
     references: str | None
+
+    def __init__(
+        self,
+        name: str | None,
+        kind: str,
+        offset: int,
+        using_index: bool,
+        not_valid: bool,
+        columns: set[str],
+        not_null_column: str | None,
+        references: str | None,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.offset = offset
+        self.using_index = using_index
+        self.not_valid = not_valid
+        self.columns = columns
+        self.not_null_column = not_null_column
+        self.references = references
 
 
 def _expression_end(view: TokenView, start: int, end: int) -> int:
