@@ -419,7 +419,15 @@ def canary_rollback(bench: Bench, started: threading.Event, results: dict[str, A
             interval=0.5,
             what="a first successful measurement of canary v2",
         )
-        assert app.selected_color() == "green"
+        if app.selected_color() != "green":  # it ended before the errors came: say how
+            status = app.status()
+            ready = next(
+                (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
+            )
+            raise RuntimeError(
+                f"canary v2 left green before its errors began: phase {status.get('phase')}, "
+                f"{ready.get('reason')}: {ready.get('message')}"
+            )
         results["busy"] = unsettled(bench, "v2", "002")
         raised = time.monotonic()
         bench.env.traffic.set_app(
@@ -441,6 +449,9 @@ def prepare_canary(bench: Bench) -> App:
         "strategy": {"blueGreen": {"scaleDownDelaySeconds": 0}},
     }
     spec["analysis"]["duration"] = "30m"  # measuring until the errors come
+    # Prometheus shares two busy cores with thousands of objects: a query may take seconds,
+    # and an analysis that errors out would end the canary before its errors are injected.
+    spec["analysis"]["prometheus"]["timeout"] = "10s"
     app.create_release("v1", replicas=1, **spec)
     app.wait_ready("v1", timeout=600)
     return app
@@ -506,8 +517,8 @@ def run(
     figures.release_cpu_seconds = cpu_seconds(pid) - cpu
     figures.pass_seconds = mean_pass_seconds(env.operator)
     canary.join(timeout=600)
-    if "error" in results:
-        raise results["error"]
+    if "error" in results:  # the other figures still count; the report says what happened
+        print(f"   canary: {results['error']}", flush=True)
     figures.rollback_seconds = results.get("rollback", float("nan"))
     figures.busy_at_rollback = results.get("busy", -1)
     figures.rss_peak = memory_mib(pid, "VmHWM")
