@@ -139,16 +139,20 @@ class Kube:
             if exc.status != 404:
                 raise
 
-    def service_selects(self, namespace: str, service: str, color: str) -> bool:
-        """Whether the Service, as it is now, selects pods of `color`."""
+    def service_selector(self, namespace: str, service: str) -> dict[str, str] | None:
+        """The Service's selector as it is now (None when there is no such Service)."""
         try:
             found = self.core.read_namespaced_service(service, namespace)
         except ApiException as exc:
             if exc.status == 404:
-                return False
+                return None
             raise
-        selector = (found.spec.selector if found.spec else None) or {}
-        return bool(selector.get("lockstep.dev/color") == color)
+        return dict((found.spec.selector if found.spec else None) or {})
+
+    def service_selects(self, namespace: str, service: str, color: str) -> bool:
+        """Whether the Service, as it is now, selects pods of `color`."""
+        selector = self.service_selector(namespace, service) or {}
+        return selector.get("lockstep.dev/color") == color
 
     def available_pods(self, namespace: str, deployment: str) -> int:
         """Available pods of a Deployment as it is now (0 when it does not exist)."""

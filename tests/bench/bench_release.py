@@ -166,6 +166,17 @@ def release_body(app: str, version: str, replicas: int, **spec: Any) -> dict[str
     }
 
 
+def analysing(status: dict[str, Any]) -> bool:
+    """The analysis has measured the new colour once with traffic on it (the check of the
+    queries before the switch also measures, but with no traffic moved yet)."""
+    analysis = status.get("analysis") or {}
+    return bool(
+        status.get("step") == "Analysis"
+        and analysis.get("startedAt")
+        and analysis.get("successful", 0) >= 1
+    )
+
+
 def error_ratio_analysis(namespace: str, prometheus_url: str) -> dict[str, Any]:
     query = error_ratio_query(namespace)
     return {
@@ -303,7 +314,7 @@ def rollback_trial(env: Environment, index: int) -> float:
         app.wait_ready("v1")
         app.release("v2")
         wait_until(
-            lambda: (app.status().get("analysis") or {}).get("successful", 0) >= 1,
+            lambda: analysing(app.status()),
             timeout=120,
             interval=0.1,
             what="a first successful measurement of v2",

@@ -57,6 +57,7 @@ from kubernetes import client, config  # noqa: E402
 from tests.bench.bench_release import (  # noqa: E402
     App,
     Environment,
+    analysing,
     error_ratio_analysis,
     memory_mib,
     poll,
@@ -414,7 +415,7 @@ def canary_rollback(bench: Bench, started: threading.Event, results: dict[str, A
         started.wait()
         app.release("v2")
         wait_until(
-            lambda: (app.status().get("analysis") or {}).get("successful", 0) >= 1,
+            lambda: analysing(app.status()),
             timeout=1800,
             interval=0.5,
             what="a first successful measurement of canary v2",

@@ -31,7 +31,12 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # for tests.env when run as a script
 
 from kubernetes import client, config  # noqa: E402
-from tests.bench.bench_release import App, Environment, error_ratio_analysis  # noqa: E402
+from tests.bench.bench_release import (  # noqa: E402
+    App,
+    Environment,
+    analysing,
+    error_ratio_analysis,
+)
 from tests.env.audit import AuditLog  # noqa: E402
 from tests.env.cluster import Cluster  # noqa: E402
 from tests.env.operator_runner import (  # noqa: E402
@@ -132,7 +137,7 @@ def main() -> int:
             app.wait_ready("v1")
             app.release("v2")
             wait_until(
-                lambda: (app.status().get("analysis") or {}).get("successful", 0) >= 1,
+                lambda: analysing(app.status()),
                 timeout=120,
                 what="the analysis of v2 to measure",
             )

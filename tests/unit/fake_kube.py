@@ -99,9 +99,13 @@ class FakeKube:
         self.calls.append(f"orphan {deployment}")
         self.orphaned.append(deployment)
 
-    def service_selects(self, namespace: str, service: str, color: str) -> bool:
+    def service_selector(self, namespace: str, service: str) -> dict[str, str] | None:
         self.calls.append(f"read service {service}")
-        return self.selectors.get(service, {}).get("lockstep.dev/color") == color
+        found = self.selectors.get(service)
+        return dict(found) if found is not None else None
+
+    def service_selects(self, namespace: str, service: str, color: str) -> bool:
+        return (self.service_selector(namespace, service) or {}).get("lockstep.dev/color") == color
 
     def available_pods(self, namespace: str, deployment: str) -> int:
         self.calls.append(f"read deployment {deployment}")

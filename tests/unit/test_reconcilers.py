@@ -97,6 +97,15 @@ def test_the_service_is_switched_once_the_live_colour_has_its_pods() -> None:
     assert kube.selectors["web"] == {"app": "web", "lockstep.dev/color": "blue"}
 
 
+def test_a_switch_the_service_already_shows_is_not_sent_again() -> None:
+    kube = FakeKube()
+    obj, seen = first_release_at_switch(kube)
+    kube.available["web-blue"] = 2
+    kube.selectors["web"] = {"app": "web", "lockstep.dev/color": "blue"}  # the watch lags
+    release_reconcile.reconcile(as_kube(kube), obj, seen)
+    assert not [c for c in kube.calls if c.startswith("apply Service")]
+
+
 def test_a_colour_the_live_service_selects_is_never_scaled_to_zero() -> None:
     kube = FakeKube()
     status = {

@@ -154,9 +154,16 @@ def perform(kube: Kube, obj: Snapshot, release: FeatureRelease, decision: Decisi
                         action.min_available,
                     )
                     return True
-                kube.apply(
-                    builders.service_selector(spec, obj.namespace, action.service, action.color)
+                wanted = builders.service_selector(
+                    spec, obj.namespace, action.service, action.color
                 )
+                live = kube.service_selector(obj.namespace, action.service)
+                # A pass that ran before the watch delivered our own switch would send it again:
+                # the Service's record keeps exactly one write per switch.
+                if live is None or any(
+                    live.get(k) != v for k, v in wanted["spec"]["selector"].items()
+                ):
+                    kube.apply(wanted)
             elif isinstance(action, RunCheck):
                 stage_checks = (
                     spec.checks.pre_promotion
