@@ -34,6 +34,7 @@ coverage: controlplane  ## the whole suite under coverage, operator processes in
 	$(PY) -m coverage erase
 	$(PY) -m coverage run -m pytest -q tests/unit tests/integration tests/e2e
 	$(PY) -m coverage combine -q
+	$(PY) -m coverage json -q -o coverage.json
 	$(PY) -m coverage report --fail-under=90
 
 lint: deps            ## ruff and mypy
