@@ -372,5 +372,14 @@ def test_an_idle_migration_opens_no_database_connection(
         assert row is not None
         return int(row[0])
 
-    before = connections()
+    # The pass after the one that wrote Ready (woken by that write) still looks once; then the
+    # migration is idle. Wait for the counters to stand still for 3 s before the 10 s watch.
+    seen = [connections()]
+
+    def settled() -> bool:
+        seen.append(connections())
+        return seen[-1] == seen[-2]
+
+    k.wait_for("the last look after Ready", settled, timeout=60, interval=3)
+    before = seen[-1]
     holds_for(10, "no new sessions or transactions", lambda: connections() == before)

@@ -201,8 +201,9 @@ def test_two_operator_processes_never_fight_over_the_service(
                 database_migration([CREATE_USERS, ADD_EMAIL]),
                 release("v2", {"targetVersion": "002"}, prometheus, k.namespace, duration="10s"),
             )
+            # settled: the step alone is not enough (a rollback then waits for its database)
             wait_until(
-                lambda: k.status("fr", "web").get("step") in ("Done", "RolledBack"),
+                lambda: k.status("fr", "web").get("phase") in ("Ready", "RolledBack"),
                 timeout=240,
                 what="the release to settle",
             )
