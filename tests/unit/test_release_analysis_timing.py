@@ -9,6 +9,7 @@ from lockstep.api.base import timestamp
 from lockstep.api.release import Analysis, AnalysisStatus
 from lockstep.release.analysis import (
     QueryResult,
+    first_failure,
     record_round,
     seconds_until_next_round,
     verdict,
@@ -79,3 +80,12 @@ def test_a_failing_last_round_within_the_failure_limit_is_no_pass() -> None:
     assert verdict(status, ANALYSIS, at(12)) == "measure"
     assert verdict(measured(status, 12), ANALYSIS, at(12)) == "passed"
     assert verdict(measured(status, 12, value=0.5), ANALYSIS, at(12)) == "failed"
+
+
+def test_a_failed_analysis_is_explained_by_a_failed_measurement_not_an_earlier_error() -> None:
+    # the new colour's series are seconds old at the switch: the first round often has no data
+    status = record_round(started(), ANALYSIS, [QueryResult("error-ratio")], at(2))
+    status = measured(status, 4, value=0.68)
+    message = first_failure(status, "Failed")
+    assert message.startswith("error-ratio=0.68 (0.68 is above max 0.05)"), message
+    assert first_failure(status, "Error").startswith("error-ratio (no data)")

@@ -15,7 +15,13 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from ..api.base import parse_timestamp, seconds, timestamp
-from ..api.release import Analysis, AnalysisMetric, AnalysisStatus, Measurement
+from ..api.release import (
+    Analysis,
+    AnalysisMetric,
+    AnalysisStatus,
+    Measurement,
+    MeasurementPhase,
+)
 
 MEASUREMENTS_KEPT_PER_METRIC = 10
 PLACEHOLDERS = ("color", "revision", "release", "name", "namespace")
@@ -192,13 +198,14 @@ def shifted(status: AnalysisStatus, by: timedelta) -> AnalysisStatus:
     )
 
 
-def first_failure(status: AnalysisStatus) -> str:
-    """The first failing measurement and a count, short enough for a status message."""
+def first_failure(status: AnalysisStatus, phase: MeasurementPhase = "Failed") -> str:
+    """The first measurement of `phase` (the kind that ended the analysis; else the first that
+    was not successful) and a count, short enough for a status message."""
     bad = [m for m in status.measurements if m.phase != "Successful"]
     total = status.successful + status.failed + status.errors
     if not bad:
         return f"no failing measurement ({total} taken)"
-    m = bad[0]
+    m = next((m for m in bad if m.phase == phase), bad[0])
     value = f"={m.value:g}" if m.value is not None else ""
     count = status.failed + status.errors
     return (

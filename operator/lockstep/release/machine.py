@@ -1012,7 +1012,10 @@ class Machine:
             )
             self.abort(
                 "AnalysisFailed" if verdict == "failed" else "AnalysisErrored",
-                f"{what}: {analysis_rules.first_failure(status)}",
+                f"{what}: "
+                + analysis_rules.first_failure(
+                    status, "Failed" if verdict == "failed" else "Error"
+                ),
             )
         elif verdict == "passed":
             self.d.emit(
