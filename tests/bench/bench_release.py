@@ -89,27 +89,36 @@ class Environment:
     custom: client.CustomObjectsApi
 
 
+def start_servers(
+    stack: contextlib.ExitStack, base: Path
+) -> tuple[Cluster, PrometheusServer, TrafficClient]:
+    """The control plane (with an audit log), Prometheus and the simulated clients it scrapes,
+    each stopped by `stack` on the way out."""
+    cluster = Cluster(base / "cluster", audit_log=True)
+    stack.callback(cluster.stop)
+    cluster.start()
+    prometheus = PrometheusServer(base / "prometheus")
+    stack.callback(prometheus.stop)
+    prometheus.start()
+    traffic_process = TrafficProcess(cluster.kubeconfig, base / "traffic")
+    stack.callback(traffic_process.stop)
+    traffic_process.start()
+    prometheus.set_targets("traffic", [traffic_process.address])
+    wait_until(
+        lambda: prometheus.target_up(traffic_process.address),
+        timeout=60,
+        what="the traffic process to be scraped",
+    )
+    traffic = TrafficClient(traffic_process.address)
+    stack.callback(traffic.close)
+    return cluster, prometheus, traffic
+
+
 @contextlib.contextmanager
 def environment(base: Path) -> Iterator[Environment]:
     """Everything the benchmarks need, stopped in reverse order on the way out (also on error)."""
     with contextlib.ExitStack() as stack:
-        cluster = Cluster(base / "cluster", audit_log=True)
-        stack.callback(cluster.stop)
-        cluster.start()
-        prometheus = PrometheusServer(base / "prometheus")
-        stack.callback(prometheus.stop)
-        prometheus.start()
-        traffic_process = TrafficProcess(cluster.kubeconfig, base / "traffic")
-        stack.callback(traffic_process.stop)
-        traffic_process.start()
-        prometheus.set_targets("traffic", [traffic_process.address])
-        wait_until(
-            lambda: prometheus.target_up(traffic_process.address),
-            timeout=60,
-            what="the traffic process to be scraped",
-        )
-        traffic = TrafficClient(traffic_process.address)
-        stack.callback(traffic.close)
+        cluster, prometheus, traffic = start_servers(stack, base)
         install_rbac(cluster)
         log_dir = base / "operator"
         log_dir.mkdir()

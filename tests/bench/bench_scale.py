@@ -62,9 +62,9 @@ from tests.bench.bench_release import (  # noqa: E402
     memory_mib,
     poll,
     raw,
+    start_servers,
 )
 from tests.env.audit import AuditLog, Request  # noqa: E402
-from tests.env.cluster import Cluster  # noqa: E402
 from tests.env.operator_runner import (  # noqa: E402
     OPERATOR_NAMESPACE,
     SERVICE_ACCOUNT,
@@ -74,8 +74,6 @@ from tests.env.operator_runner import (  # noqa: E402
 )
 from tests.env.postgres import PostgresServer  # noqa: E402
 from tests.env.processes import wait_until  # noqa: E402
-from tests.env.prometheus import PrometheusServer  # noqa: E402
-from tests.env.traffic import TrafficClient, TrafficProcess  # noqa: E402
 
 GROUP, VERSION = "lockstep.dev", "v1alpha1"
 OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{SERVICE_ACCOUNT}"
@@ -113,26 +111,10 @@ class Bench:
 @contextlib.contextmanager
 def environment(base: Path) -> Iterator[Bench]:
     with contextlib.ExitStack() as stack:
-        cluster = Cluster(base / "cluster", audit_log=True)
-        stack.callback(cluster.stop)
-        cluster.start()
+        cluster, prometheus, traffic = start_servers(stack, base)
         postgres = PostgresServer(base / "postgres")
         stack.callback(postgres.remove)
         postgres.start()
-        prometheus = PrometheusServer(base / "prometheus")
-        stack.callback(prometheus.stop)
-        prometheus.start()
-        traffic_process = TrafficProcess(cluster.kubeconfig, base / "traffic")
-        stack.callback(traffic_process.stop)
-        traffic_process.start()
-        prometheus.set_targets("traffic", [traffic_process.address])
-        wait_until(
-            lambda: prometheus.target_up(traffic_process.address),
-            timeout=60,
-            what="the traffic process to be scraped",
-        )
-        traffic = TrafficClient(traffic_process.address)
-        stack.callback(traffic.close)
         install_rbac(cluster)
         (base / "operator").mkdir()
         operator = OperatorProcess(

@@ -36,9 +36,9 @@ from tests.bench.bench_release import (  # noqa: E402
     Environment,
     analysing,
     error_ratio_analysis,
+    start_servers,
 )
 from tests.env.audit import AuditLog  # noqa: E402
-from tests.env.cluster import Cluster  # noqa: E402
 from tests.env.operator_runner import (  # noqa: E402
     OPERATOR_NAMESPACE,
     SERVICE_ACCOUNT,
@@ -47,8 +47,6 @@ from tests.env.operator_runner import (  # noqa: E402
     install_rbac,
 )
 from tests.env.processes import wait_until  # noqa: E402
-from tests.env.prometheus import PrometheusServer  # noqa: E402
-from tests.env.traffic import TrafficClient, TrafficProcess  # noqa: E402
 
 OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{SERVICE_ACCOUNT}"
 CHART_TIMING = ElectionTiming(lease_duration=15, renew_deadline=10, retry_period=2)
@@ -58,23 +56,7 @@ START_UP_SECONDS = 5.0
 @contextlib.contextmanager
 def environment(base: Path) -> Iterator[tuple[Environment, Replicas, AuditLog]]:
     with contextlib.ExitStack() as stack:
-        cluster = Cluster(base / "cluster", audit_log=True)
-        stack.callback(cluster.stop)
-        cluster.start()
-        prometheus = PrometheusServer(base / "prometheus")
-        stack.callback(prometheus.stop)
-        prometheus.start()
-        traffic_process = TrafficProcess(cluster.kubeconfig, base / "traffic")
-        stack.callback(traffic_process.stop)
-        traffic_process.start()
-        prometheus.set_targets("traffic", [traffic_process.address])
-        wait_until(
-            lambda: prometheus.target_up(traffic_process.address),
-            timeout=60,
-            what="the traffic process to be scraped",
-        )
-        traffic = TrafficClient(traffic_process.address)
-        stack.callback(traffic.close)
+        cluster, prometheus, traffic = start_servers(stack, base)
         install_rbac(cluster)
         replicas = Replicas(cluster, base / "replicas", count=2, timing=CHART_TIMING)
         stack.callback(replicas.stop)
