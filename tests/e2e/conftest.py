@@ -11,7 +11,7 @@ import pytest
 import yaml
 from tests.e2e.dataplane import ShopApp
 from tests.e2e.releases import APP, Timeline, WebApp
-from tests.e2e.shop import CREATE_USERS, database_migration, release
+from tests.e2e.shop import CREATE_USERS, database_migration, release, secret_and_service
 from tests.env.cluster import Cluster
 from tests.env.executor import LocalPodExecutor, make_backup_volume
 from tests.env.operator_runner import OperatorProcess, install_rbac, service_account_kubeconfig
@@ -122,18 +122,7 @@ def v1_live(
     """Release v1 at schema 001, with traffic flowing; returns the database URL."""
     make_backup_volume(k.cluster, k.namespace, "backups")
     k.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "shop-db"},
-            "stringData": {"url": database_url},
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "web"},
-            "spec": {"ports": [{"port": 80}]},
-        },
+        *secret_and_service(database_url),
         database_migration([CREATE_USERS]),
         release("v1", {"targetVersion": "001"}, prometheus, k.namespace),
     )

@@ -12,6 +12,24 @@ from tests.env.samples import SHOP_DROP_NAME, SHOP_EMAIL, SHOP_USERS, shop_migra
 CREATE_USERS, ADD_EMAIL, DROP_NAME = SHOP_USERS, SHOP_EMAIL, SHOP_DROP_NAME
 
 
+def secret_and_service(database_url: str) -> list[dict[str, Any]]:
+    """The Secret `shop-db` with the database URL, and the Service `web` the releases switch."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "shop-db"},
+            "stringData": {"url": database_url},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {"ports": [{"port": 80}]},
+        },
+    ]
+
+
 def database_migration(migrations: list[dict[str, Any]], **policy: Any) -> dict[str, Any]:
     return shop_migration(migrations, **policy)
 

@@ -13,7 +13,15 @@ import psycopg
 import pytest
 from tests.e2e.conftest import Kubectl
 from tests.e2e.releases import Timeline, WebApp
-from tests.e2e.shop import ADD_EMAIL, CREATE_USERS, DROP_NAME, columns, database_migration, release
+from tests.e2e.shop import (
+    ADD_EMAIL,
+    CREATE_USERS,
+    DROP_NAME,
+    columns,
+    database_migration,
+    release,
+    secret_and_service,
+)
 from tests.env.operator_runner import OperatorProcess
 from tests.env.postgres import PostgresServer
 from tests.env.processes import wait_until
@@ -317,18 +325,7 @@ def test_names_of_63_characters_work_everywhere(
     migration["metadata"]["name"] = db
     migration["spec"]["database"]["urlFrom"]["secretKeyRef"]["name"] = "shop-db"
     k.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "shop-db"},
-            "stringData": {"url": database_url},
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "web"},
-            "spec": {"ports": [{"port": 80}]},
-        },
+        *secret_and_service(database_url),
         migration,
     )
     k("wait", "--for=condition=Ready", f"dbm/{db}", "--timeout=120s")
