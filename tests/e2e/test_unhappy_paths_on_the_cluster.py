@@ -209,12 +209,19 @@ def test_two_operator_processes_never_fight_over_the_service(
                 database_migration([CREATE_USERS, ADD_EMAIL]),
                 release("v2", {"targetVersion": "002"}, prometheus, k.namespace, duration="10s"),
             )
-            # settled: the step alone is not enough (a rollback then waits for its database)
-            wait_until(
-                lambda: k.status("fr", "web").get("phase") in ("Ready", "RolledBack"),
-                timeout=240,
-                what="the release to settle",
-            )
+            generation = int(k.get("fr", "web")["metadata"]["generation"])
+
+            def settled_at_v2() -> bool:
+                # v1's Ready stands until an operator has taken up v2; and the step alone is not
+                # enough (a rollback then waits for its database)
+                s = k.status("fr", "web")
+                return (
+                    s.get("observedGeneration") == generation
+                    and s.get("phase") in ("Ready", "RolledBack")
+                    and bool(s.get("settled"))
+                )
+
+            wait_until(settled_at_v2, timeout=240, what="the release of v2 to settle")
             status = k.status("fr", "web")
             colors = [c for c in timeline.selector_colors("web") if c]
             flips = sum(1 for a, b in itertools.pairwise(colors) if a != b)
