@@ -304,6 +304,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.in_flight = Gauge(
+            "shop_http_requests_in_flight",
+            "Requests being served now.",
+            ["version"],
+            registry=self.registry,
+        ).labels(version)
         Gauge(
             "shop_info", "The running version.", ["version", "schema"], registry=self.registry
         ).labels(version, str(schema)).set(1)
@@ -418,9 +424,10 @@ class Handler(BaseHTTPRequestHandler):
         began = time.perf_counter()
         shop = self.server.shop
         try:
-            if shop.config.slow_seconds:
-                time.sleep(shop.config.slow_seconds)
-            status, body = serve()
+            with self.server.metrics.in_flight.track_inprogress():
+                if shop.config.slow_seconds:
+                    time.sleep(shop.config.slow_seconds)
+                status, body = serve()
         except HttpError as error:
             status, body = error.status, {"error": str(error)}
         except psycopg.Error as error:

@@ -66,7 +66,7 @@ COLOR_LABEL = "lockstep.dev/color"
 OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{SERVICE_ACCOUNT}"
 POLL_SECONDS = 0.02
 ANALYSIS_INTERVAL_SECONDS = 2.0
-SETTLE_SECONDS = 10.0  # after the last release is Ready, before the idle window starts
+QUIET_SECONDS = 10.0  # no reconciliation for this long, before an idle window starts
 ROLLBACK_TARGET_P50 = 10.0
 OVERHEAD_TARGET_P50 = 1.0
 FLAGGER_INTERVAL_SECONDS, FLAGGER_THRESHOLD = (
@@ -388,6 +388,27 @@ class ScaleFigures:
     release_requests: int
 
 
+def wait_for_quiet(operator: OperatorProcess, timeout: float = 600) -> None:
+    """Until the operator's reconciliation count has stood still for QUIET_SECONDS."""
+    last = {"count": reconciliations(operator), "since": time.monotonic()}
+
+    def quiet() -> bool:
+        count = reconciliations(operator)
+        if count != last["count"]:
+            last.update(count=count, since=time.monotonic())
+        return time.monotonic() - last["since"] >= QUIET_SECONDS
+
+    wait_until(quiet, timeout=timeout, interval=1.0, what="the operator to go quiet")
+
+
+def reconciliations(operator: OperatorProcess) -> int:
+    total = 0.0
+    for line in operator.metrics().splitlines():
+        if line.startswith("lockstep_reconciles_total{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
 def memory_mib(pid: int, field: str) -> float:
     """VmHWM (peak resident set) or VmRSS (resident now) of a process, in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -475,7 +496,7 @@ def scale_run(env: Environment, count: int, idle_window: float) -> ScaleFigures:
         )
         released = time.monotonic() - began
         release_end = datetime.now(UTC)
-    time.sleep(SETTLE_SECONDS)  # the last Events and status writes of the release land
+    wait_for_quiet(env.operator)  # the last Events and status writes of the release land
     idle_start = datetime.now(UTC)
     time.sleep(idle_window)  # the measurement window itself
     idle_end = datetime.now(UTC)

@@ -62,7 +62,9 @@ from tests.bench.bench_release import (  # noqa: E402
     memory_mib,
     poll,
     raw,
+    reconciliations,
     start_servers,
+    wait_for_quiet,
 )
 from tests.env.audit import AuditLog, Request  # noqa: E402
 from tests.env.operator_runner import (  # noqa: E402
@@ -91,7 +93,6 @@ MIGRATIONS = [
         "down": "ALTER TABLE items DROP COLUMN note;",
     },
 ]
-SETTLE_SECONDS = 30.0  # after the last object settled, before the idle window starts
 SAMPLE_SECONDS = 30.0
 RSS_GROWTH_LIMIT = 0.10
 CLIENT_THREADS = 16
@@ -333,14 +334,6 @@ def database_sessions(postgres: PostgresServer) -> int:
     return int(row[0] if row and row[0] is not None else 0)
 
 
-def reconciliations(operator: OperatorProcess) -> int:
-    total = 0.0
-    for line in operator.metrics().splitlines():
-        if line.startswith("lockstep_reconciles_total{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return int(total)
-
-
 def mean_pass_seconds(operator: OperatorProcess) -> dict[str, float]:
     """Mean duration of one reconciliation so far, by kind (lockstep_reconcile_duration_seconds)."""
     sums: dict[str, float] = {}
@@ -507,7 +500,7 @@ def run(
     figures.rss_peak = memory_mib(pid, "VmHWM")
 
     print(f"4. idle for {idle_minutes:g} minutes", flush=True)
-    time.sleep(SETTLE_SECONDS)  # the last Events and status writes land
+    wait_for_quiet(env.operator)  # the last Events and status writes land
     idle_start = datetime.now(UTC)
     sessions, cpu, passes = (
         database_sessions(bench.postgres),

@@ -97,6 +97,12 @@ def trial(env: Environment, replicas: Replicas, audit: AuditLog) -> tuple[float,
     wrote = wait_until(first_write, timeout=60, interval=0.5, what="the new leader's first write")
     assert isinstance(wrote, float)
     leader.start()  # restarted as the kubelet would: the standby of the next trial
+    wait_until(
+        lambda: replicas.holder() == standby.name and not leader.leads(),
+        timeout=60,
+        interval=0.2,
+        what="the restarted replica to stand by",
+    )
     return acquired - killed, wrote - killed
 
 
@@ -127,7 +133,6 @@ def main() -> int:
                 taken, acting = trial(env, replicas, audit)
                 print(f"  trial {index + 1}: Lease taken {taken:.2f}s, acting {acting:.2f}s")
                 results.append((taken, acting))
-                time.sleep(CHART_TIMING.retry_period * 2)  # the restarted one stands by
     finally:
         shutil.rmtree(base, ignore_errors=True)
     taken = [r[0] for r in results]

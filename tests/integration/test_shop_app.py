@@ -183,7 +183,11 @@ def test_sigterm_stops_readiness_then_finishes_every_request_in_flight(
             pool.submit(shop.request, "POST", "/orders", {"ref": f"t-{i}", "item": "mug"})
             for i in range(8)
         ]
-        time.sleep(0.3)  # the requests are inside their handler now
+        wait_until(
+            lambda: shop.metric("shop_http_requests_in_flight") == 8,
+            timeout=5,
+            what="the requests inside their handler",
+        )
         shop.process.send_signal(signal.SIGTERM)
         wait_until(lambda: shop.request("GET", "/ready")[0] == 503, timeout=2, what="draining")
         assert [f.result()[0] for f in in_flight] == [201] * 8
