@@ -21,9 +21,10 @@ ServiceAccount and RBAC of manifests/).
    released to v2 in the same burst; once its analysis has measured v2 once, half of v2's
    requests fail. Measured: from then to its Service selecting blue again, and how many of the
    others were still unsettled at that moment.
-4. Idle: from 30 s after everything settled, for --idle-minutes: the operator's RSS every 30 s
-   (it must not grow), its API requests per second (its Lease renewals apart), new database
-   sessions per second (pg_stat_database.sessions), its CPU, and the reconciliations it ran.
+4. Idle: once the operator has run no reconciliation for 10 s, for --idle-minutes: its RSS
+   every 30 s (it must not grow), its API requests per second (its Lease renewals apart), new
+   database sessions per second (pg_stat_database.sessions), its CPU, and the reconciliations
+   it ran.
 
 Exits 1 when the release does not settle within --settle-timeout or RSS grows by more than
 10 % over the idle window.

@@ -5,6 +5,7 @@ to a Ready endpoint of the EndpointSlices the real kube-controller-manager compu
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import sys
@@ -145,16 +146,24 @@ def test_deleting_a_pod_stops_it_gracefully_and_removes_it_only_once_it_has_exit
     name = endpoint.pod
 
     def write(i: int) -> int:
-        import http.client
-
         connection = http.client.HTTPConnection("127.0.0.1", endpoint.local_port, timeout=10)
         body = json.dumps({"ref": f"in-flight-{i}", "item": "kettle"})
         connection.request("POST", "/orders", body=body, headers={"Connection": "close"})
         return connection.getresponse().status
 
+    def requests_in_flight() -> float:
+        connection = http.client.HTTPConnection("127.0.0.1", endpoint.local_port, timeout=10)
+        connection.request("GET", "/metrics")
+        for line in connection.getresponse().read().decode().splitlines():
+            if line.startswith("shop_http_requests_in_flight{"):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
     with ThreadPoolExecutor(4) as pool:
         in_flight = [pool.submit(write, i) for i in range(4)]
-        time.sleep(0.5)
+        k.wait_for(
+            "the writes inside their handler", lambda: requests_in_flight() == 4, interval=0.1
+        )
         k("delete", "pod", name, "--wait=false")
         k.wait_for(
             "the endpoint to be terminating",
