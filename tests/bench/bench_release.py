@@ -49,6 +49,7 @@ sys.path.insert(0, str(REPO))  # for tests.env when run as a script
 
 from kubernetes import client, config  # noqa: E402
 from kubernetes.client.exceptions import ApiException  # noqa: E402
+from tests.env.audit import AuditLog  # noqa: E402
 from tests.env.cluster import Cluster  # noqa: E402
 from tests.env.operator_runner import (  # noqa: E402
     OPERATOR_NAMESPACE,
@@ -66,7 +67,7 @@ COLOR_LABEL = "lockstep.dev/color"
 OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{SERVICE_ACCOUNT}"
 POLL_SECONDS = 0.02
 ANALYSIS_INTERVAL_SECONDS = 2.0
-QUIET_SECONDS = 10.0  # no reconciliation for this long, before an idle window starts
+QUIET_SECONDS = 10.0  # no write for this long, before an idle window starts
 ROLLBACK_TARGET_P50 = 10.0
 OVERHEAD_TARGET_P50 = 1.0
 FLAGGER_INTERVAL_SECONDS, FLAGGER_THRESHOLD = (
@@ -388,25 +389,20 @@ class ScaleFigures:
     release_requests: int
 
 
-def wait_for_quiet(operator: OperatorProcess, timeout: float = 600) -> None:
-    """Until the operator's reconciliation count has stood still for QUIET_SECONDS."""
-    last = {"count": reconciliations(operator), "since": time.monotonic()}
+def wait_for_quiet(audit_log: Path, timeout: float = 900) -> None:
+    """Until the operator has sent no write to the API server (its Lease renewals apart) for
+    QUIET_SECONDS: the last Events and status writes have landed."""
+    log = AuditLog(audit_log)
+    last_write = time.time()
 
     def quiet() -> bool:
-        count = reconciliations(operator)
-        if count != last["count"]:
-            last.update(count=count, since=time.monotonic())
-        return time.monotonic() - last["since"] >= QUIET_SECONDS
+        nonlocal last_write
+        for request in log.take(OPERATOR_USER):
+            if request.write and request.resource != "leases":
+                last_write = max(last_write, request.received.timestamp())
+        return time.time() - last_write >= QUIET_SECONDS
 
-    wait_until(quiet, timeout=timeout, interval=1.0, what="the operator to go quiet")
-
-
-def reconciliations(operator: OperatorProcess) -> int:
-    total = 0.0
-    for line in operator.metrics().splitlines():
-        if line.startswith("lockstep_reconciles_total{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return int(total)
+    wait_until(quiet, timeout=timeout, interval=1.0, what="the operator to stop writing")
 
 
 def memory_mib(pid: int, field: str) -> float:
@@ -496,7 +492,7 @@ def scale_run(env: Environment, count: int, idle_window: float) -> ScaleFigures:
         )
         released = time.monotonic() - began
         release_end = datetime.now(UTC)
-    wait_for_quiet(env.operator)  # the last Events and status writes of the release land
+    wait_for_quiet(env.cluster.audit_log_path)
     idle_start = datetime.now(UTC)
     time.sleep(idle_window)  # the measurement window itself
     idle_end = datetime.now(UTC)

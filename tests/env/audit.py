@@ -81,16 +81,26 @@ class AuditLog:
 
     def requests(self, user: str | None = None) -> list[Request]:
         """Completed requests since the mark (of `user` only, when given), in log order."""
+        return self._read(user)[0]
+
+    def take(self, user: str | None = None) -> list[Request]:
+        """Like `requests`, then marks after the last line read: each request is taken once."""
+        found, self.offset = self._read(user)
+        return found
+
+    def _read(self, user: str | None) -> tuple[list[Request], int]:
         found = []
+        offset = self.offset
         with self.path.open("rb") as lines:
-            lines.seek(self.offset)
+            lines.seek(offset)
             for line in lines:
                 if not line.endswith(b"\n"):
                     break  # a line the API server is still writing
+                offset += len(line)
                 event = json.loads(line)
                 if event.get("stage") != "ResponseComplete":
                     continue
                 if user is not None and (event.get("user") or {}).get("username") != user:
                     continue
                 found.append(Request.of(event))
-        return found
+        return found, offset
