@@ -506,6 +506,12 @@ def run(
     figures.rollback_seconds = results.get("rollback", float("nan"))
     figures.busy_at_rollback = results.get("busy", -1)
     figures.rss_peak = memory_mib(pid, "VmHWM")
+    print(  # before the idle window, so that a long window cut short still leaves these
+        f"   settled after {figures.release_seconds:.0f}s ({figures.release_unsettled} left); "
+        f"canary rolled back in {figures.rollback_seconds:.2f}s with "
+        f"{figures.busy_at_rollback} objects unsettled; peak RSS {figures.rss_peak:.0f} MiB",
+        flush=True,
+    )
 
     print(f"4. idle for {idle_minutes:g} minutes", flush=True)
     wait_for_quiet(env.cluster.audit_log_path)
