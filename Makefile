@@ -68,7 +68,7 @@ bench: controlplane   ## the benchmarks of tests/bench (figures in docs/benchmar
 	$(PY) tests/bench/bench_dataplane.py
 	$(PY) tests/bench/bench_scale_failover.py
 
-bench-scale: controlplane  ## one operator, 2,000 releases and 2,000 migrations, an idle hour (~2 h)
+bench-scale: controlplane  ## one operator, 2,000 releases and 2,000 migrations, an idle hour (~1.5 h)
 	$(PY) tests/bench/bench_scale.py --releases 2000 --namespaces 10 --idle-minutes 60
 
 crds: deps            ## regenerate crds/ and helm/lockstep/crds/ from the models
