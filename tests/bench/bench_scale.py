@@ -322,14 +322,6 @@ def wait_settled(bench: Bench, release: str, version: str, timeout: float) -> tu
 # ---------------------------------------------------------------------------- measuring
 
 
-def reconciliations(operator: OperatorProcess) -> int:
-    total = 0.0
-    for line in operator.metrics().splitlines():
-        if line.startswith("lockstep_reconciles_total{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return int(total)
-
-
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -340,6 +332,14 @@ def database_sessions(postgres: PostgresServer) -> int:
     with psycopg.connect(postgres.url()) as conn:
         row = conn.execute("SELECT sum(sessions)::bigint FROM pg_stat_database").fetchone()
     return int(row[0] if row and row[0] is not None else 0)
+
+
+def reconciliations(operator: OperatorProcess) -> int:
+    total = 0.0
+    for line in operator.metrics().splitlines():
+        if line.startswith("lockstep_reconciles_total{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
 
 
 def mean_pass_seconds(operator: OperatorProcess) -> dict[str, float]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from tests.e2e.conftest import Kubectl
 from tests.e2e.releases import holds_for
 from tests.env.cluster import EXEC, Cluster
@@ -154,10 +155,13 @@ def test_deleting_a_pod_stops_it_gracefully_and_removes_it_only_once_it_has_exit
     def requests_in_flight() -> float:
         connection = http.client.HTTPConnection("127.0.0.1", endpoint.local_port, timeout=10)
         connection.request("GET", "/metrics")
-        for line in connection.getresponse().read().decode().splitlines():
-            if line.startswith("shop_http_requests_in_flight{"):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
+        families = text_string_to_metric_families(connection.getresponse().read().decode())
+        return sum(
+            sample.value
+            for family in families
+            for sample in family.samples
+            if sample.name == "shop_http_requests_in_flight"
+        )
 
     with ThreadPoolExecutor(4) as pool:
         in_flight = [pool.submit(write, i) for i in range(4)]

@@ -198,7 +198,7 @@ def shifted(status: AnalysisStatus, by: timedelta) -> AnalysisStatus:
     )
 
 
-def first_failure(status: AnalysisStatus, phase: MeasurementPhase = "Failed") -> str:
+def first_failure(status: AnalysisStatus, phase: MeasurementPhase) -> str:
     """The first measurement of `phase` (the kind that ended the analysis; else the first that
     was not successful) and a count, short enough for a status message."""
     bad = [m for m in status.measurements if m.phase != "Successful"]

@@ -1003,20 +1003,17 @@ class Machine:
             status = AnalysisStatus(started_at=self.ts())
         self.st.analysis = status
         verdict = analysis_rules.verdict(status, spec, self.now)
-        if verdict in {"failed", "errored"}:
+        if verdict == "failed":
+            what = f"{status.failed} failed measurements (limit {spec.failure_limit})"
+            first = analysis_rules.first_failure(status, "Failed")
+            self.abort("AnalysisFailed", f"{what}: {first}")
+        elif verdict == "errored":
             what = (
-                f"{status.failed} failed measurements (limit {spec.failure_limit})"
-                if verdict == "failed"
-                else f"{status.consecutive_errors} erroring rounds in a row "
+                f"{status.consecutive_errors} erroring rounds in a row "
                 f"(limit {spec.consecutive_error_limit})"
             )
-            self.abort(
-                "AnalysisFailed" if verdict == "failed" else "AnalysisErrored",
-                f"{what}: "
-                + analysis_rules.first_failure(
-                    status, "Failed" if verdict == "failed" else "Error"
-                ),
-            )
+            first = analysis_rules.first_failure(status, "Error")
+            self.abort("AnalysisErrored", f"{what}: {first}")
         elif verdict == "passed":
             self.d.emit(
                 "Normal",
